@@ -1,0 +1,281 @@
+/* exec_host.c: the host executor. Runs a schedule's steps on host memory, moving
+ * data through each link's FIFO one slot at a time, reducing straight out of the
+ * received slot into the next send slot (no staging copy).
+ *
+ * Every wait spins a short while, then sleeps on the FIFO counter's futex in slices
+ * of at most 10 ms, re-checking between slices: the comm's status (a peer died, an
+ * abort), the peer having left, and the operation's deadline (LOOM_TIMEOUT_MS).
+ * Not here: which steps to run (schedule.c), sockets (the progress thread).
+ */
+#include "exec.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "reduce.h"
+
+#define SLEEP_SLICE_US 10000
+
+struct exec {
+    struct loom_comm *c;
+    const struct loom_op *op;
+    uint64_t deadline;
+    struct slot_meta meta;     /* what this operation's slots carry */
+};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* ---- waiting ---- */
+
+static loom_result_t fail_wait(struct exec *x, struct loom_conn *conn, loom_result_t code, const char *why)
+{
+    struct loom_comm *c = x->c;
+    char name[128], msg[640];
+    comm_peer_name(c, conn->peer, name, sizeof name);
+    snprintf(msg, sizeof msg, "%s (count %zu, %s) on rank %d: %s %s %s", coll_name(x->op->coll),
+             x->op->count, loom_dtype_name(x->op->dt), c->rank, why,
+             conn->is_send ? "sending to" : "receiving from", name);
+    if (code == LOOM_ERR_TIMEOUT) progress_silence_report(c->prog, msg, sizeof msg);
+    comm_fail(c, code, true, "%s", msg);
+    return code;
+}
+
+/* Why can this wait not succeed? LOOM_SUCCESS: keep waiting. */
+static loom_result_t wait_check(struct exec *x, struct loom_conn *conn, bool sending)
+{
+    struct loom_comm *c = x->c;
+    int st = atomic_load(&c->status);
+    if (st != LOOM_SUCCESS) return (loom_result_t)st;
+    if (atomic_load(&c->peer_gone[conn->peer]) && (sending || !conn->proxied || atomic_load(&conn->eof)))
+        return fail_wait(x, conn, LOOM_ERR_REMOTE, "the peer destroyed its communicator while");
+    if (net_now_ns() > x->deadline) {
+        char why[96];
+        snprintf(why, sizeof why, "timed out after %lld ms", (long long)c->cfg.timeout_ms);
+        return fail_wait(x, conn, LOOM_ERR_TIMEOUT, why);
+    }
+    return LOOM_SUCCESS;
+}
+
+/* Wait for a free slot (sending) or a full one (receiving). */
+static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool sending,
+                               char **slot, struct slot_meta *m)
+{
+    struct fifo *f = &conn->fifo;
+    *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
+    if (*slot) return LOOM_SUCCESS;
+    uint64_t spin_end = net_now_ns() + (uint64_t)x->c->cfg.spin_ns;
+    for (unsigned i = 1;; i++) {
+        *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
+        if (*slot) return LOOM_SUCCESS;
+        cpu_relax();
+        if ((i & 63) == 0 && net_now_ns() > spin_end) break;
+    }
+    for (;;) {
+        _Atomic uint32_t *ctr = sending ? &f->ctrl->head : &f->ctrl->tail;
+        uint32_t seen = atomic_load(ctr);
+        *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
+        if (*slot) return LOOM_SUCCESS;
+        loom_result_t r = wait_check(x, conn, sending);
+        if (r != LOOM_SUCCESS) return r;
+        fifo_sleep(f, !sending, seen, SLEEP_SLICE_US);
+    }
+}
+
+/* ---- slots ---- */
+
+static loom_result_t check_meta(struct exec *x, struct loom_conn *conn, const struct slot_meta *want,
+                                const struct slot_meta *got)
+{
+    if (got->kind == want->kind && got->count == want->count && got->seq == want->seq &&
+        got->root == want->root && got->bytes == want->bytes)
+        return LOOM_SUCCESS;
+    char name[128];
+    comm_peer_name(x->c, conn->peer, name, sizeof name);
+    comm_fail(x->c, LOOM_ERR_INVALID_ARGUMENT, true,
+              "mismatched calls: %s sent %s count %llu %s root %d (call #%u, %u bytes), but rank %d "
+              "is in %s count %llu %s root %d (call #%u, %u bytes); every rank must issue the same "
+              "collectives with the same arguments in the same order",
+              name, coll_name((enum coll)(got->kind >> 16)), (unsigned long long)got->count,
+              loom_dtype_name((loom_dtype_t)((got->kind >> 8) & 0xff)) ?: "?", got->root, got->seq,
+              got->bytes, x->c->rank, coll_name((enum coll)(want->kind >> 16)),
+              (unsigned long long)want->count, loom_dtype_name((loom_dtype_t)((want->kind >> 8) & 0xff)),
+              want->root, want->seq, want->bytes);
+    return LOOM_ERR_INVALID_ARGUMENT;
+}
+
+static void post(struct loom_conn *conn, const struct slot_meta *m)
+{
+    fifo_post(&conn->fifo, m);
+    if (conn->proxied) progress_kick(conn->comm->prog);
+}
+
+static void release(struct loom_conn *conn)
+{
+    fifo_release(&conn->fifo);
+    if (conn->proxied) progress_kick(conn->comm->prog);
+}
+
+/* ---- one sequential step ---- */
+
+static loom_result_t run_step(struct exec *x, const struct step *st)
+{
+    struct loom_comm *c = x->c;
+    const struct loom_op *op = x->op;
+    struct loom_conn *in = NULL, *out = NULL;
+    loom_result_t r;
+    if (st->prim == PRIM_COPY) {
+        if (st->dst != st->src) memmove(st->dst, st->src, st->bytes);
+        return LOOM_SUCCESS;
+    }
+    if (st->recv_peer >= 0 && (r = comm_conn(c, st->recv_peer, false, &in)) != LOOM_SUCCESS) return r;
+    if (st->send_peer >= 0 && (r = comm_conn(c, st->send_peer, true, &out)) != LOOM_SUCCESS) return r;
+    size_t S = c->cfg.slot_bytes, E = loom_dtype_size(op->dt);
+    for (size_t done = 0; done < st->bytes;) {
+        size_t n = st->bytes - done < S ? st->bytes - done : S;
+        struct slot_meta want = x->meta, got;
+        want.bytes = (uint32_t)n;
+        char *islot = NULL, *oslot = NULL;
+        if (in) {
+            if ((r = wait_slot(x, in, false, &islot, &got)) != LOOM_SUCCESS) return r;
+            if ((r = check_meta(x, in, &want, &got)) != LOOM_SUCCESS) return r;
+        }
+        if (out && (r = wait_slot(x, out, true, &oslot, NULL)) != LOOM_SUCCESS) return r;
+        const char *src = st->src + done;
+        char *dst = st->dst + done;
+        switch (st->prim) {
+        case PRIM_SEND:                  memcpy(oslot, src, n); break;
+        case PRIM_RECV:                  memcpy(dst, islot, n); break;
+        case PRIM_RECV_REDUCE_SEND:      reduce_buf(oslot, islot, src, n / E, op->dt, op->op); break;
+        case PRIM_RECV_REDUCE_COPY_SEND: reduce_buf2(dst, oslot, islot, src, n / E, op->dt, op->op); break;
+        case PRIM_RECV_COPY_SEND:        memcpy(oslot, islot, n); memcpy(dst, islot, n); break;
+        case PRIM_RECV_REDUCE_COPY:      reduce_buf(dst, islot, src, n / E, op->dt, op->op); break;
+        default:                         return LOOM_ERR_INTERNAL;
+        }
+        if (in) release(in);
+        if (out) post(out, &want);
+        done += n;
+    }
+    return LOOM_SUCCESS;
+}
+
+/* ---- a concurrent block: sends and recvs that make progress together ---- */
+
+struct xfer {
+    const struct step *st;
+    struct loom_conn *conn;
+    size_t done;
+    struct slot_meta want;
+};
+
+/* Move what can move without waiting; true if anything moved. */
+static loom_result_t xfer_try(struct exec *x, struct xfer *t, bool *moved)
+{
+    size_t S = x->c->cfg.slot_bytes;
+    bool sending = t->st->prim == PRIM_SEND;
+    while (t->done < t->st->bytes) {
+        size_t n = t->st->bytes - t->done < S ? t->st->bytes - t->done : S;
+        struct slot_meta want = t->want, got;
+        want.bytes = (uint32_t)n;
+        char *slot = sending ? fifo_send_slot(&t->conn->fifo) : fifo_recv_slot(&t->conn->fifo, &got);
+        if (slot == NULL) return LOOM_SUCCESS;
+        if (sending) {
+            memcpy(slot, t->st->src + t->done, n);
+            post(t->conn, &want);
+        } else {
+            loom_result_t r = check_meta(x, t->conn, &want, &got);
+            if (r != LOOM_SUCCESS) return r;
+            memcpy(t->st->dst + t->done, slot, n);
+            release(t->conn);
+        }
+        t->done += n;
+        *moved = true;
+    }
+    return LOOM_SUCCESS;
+}
+
+static loom_result_t run_together(struct exec *x, const struct step *first, int n)
+{
+    struct xfer tv[16], *t = n <= 16 ? tv : malloc(sizeof *t * (size_t)n);
+    loom_result_t r = LOOM_SUCCESS;
+    if (t == NULL) return LOOM_ERR_SYSTEM;
+    for (int i = 0; i < n && r == LOOM_SUCCESS; i++) {
+        const struct step *st = &first[i];
+        bool s = st->prim == PRIM_SEND;
+        t[i] = (struct xfer){ .st = st, .want = x->meta };
+        if (x->op->coll == COLL_P2P) t[i].want.count = st->bytes;   /* p2p checks bytes */
+        r = comm_conn(x->c, s ? st->send_peer : st->recv_peer, s, &t[i].conn);
+    }
+    uint64_t spin_end = net_now_ns() + (uint64_t)x->c->cfg.spin_ns;
+    for (unsigned iter = 0; r == LOOM_SUCCESS; iter++) {
+        bool moved = false, all = true;
+        struct xfer *waiting = NULL;
+        for (int i = 0; i < n && r == LOOM_SUCCESS; i++) {
+            if (t[i].done >= t[i].st->bytes) continue;
+            /* one link carries its items in issue order: only the first unfinished moves */
+            bool blocked = false;
+            for (int j = 0; j < i && !blocked; j++)
+                blocked = t[j].conn == t[i].conn && t[j].done < t[j].st->bytes;
+            all = false;
+            if (blocked) continue;
+            r = xfer_try(x, &t[i], &moved);
+            if (waiting == NULL && t[i].done < t[i].st->bytes) waiting = &t[i];
+        }
+        if (r != LOOM_SUCCESS || all) break;
+        if (moved || waiting == NULL) continue;
+        if (net_now_ns() < spin_end) { cpu_relax(); continue; }
+        /* Sleep on one link briefly; others are re-polled after the slice. */
+        bool s = waiting->st->prim == PRIM_SEND;
+        _Atomic uint32_t *ctr = s ? &waiting->conn->fifo.ctrl->head : &waiting->conn->fifo.ctrl->tail;
+        uint32_t seen = atomic_load(ctr);
+        r = wait_check(x, waiting->conn, s);
+        if (r == LOOM_SUCCESS) fifo_sleep(&waiting->conn->fifo, !s, seen, n > 1 ? 1000 : SLEEP_SLICE_US);
+        (void)iter;
+    }
+    if (t != tv) free(t);
+    return r;
+}
+
+/* ---- entry ---- */
+
+loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
+{
+    struct sched s;
+    size_t chunk = (size_t)(c->cfg.nslots / 2) * c->cfg.slot_bytes;
+    loom_result_t r = sched_build(&s, op, c->rank, c->nranks, chunk);
+    if (r != LOOM_SUCCESS)
+        return loom_set_error(c, r, "cannot build the %s schedule: %s", coll_name(op->coll), loom_strerror(r));
+    struct exec x = { .c = c, .op = op, .deadline = net_deadline(c->cfg.timeout_ms) };
+    x.meta.kind = op->coll == COLL_P2P ? (uint32_t)COLL_P2P << 16
+                : (uint32_t)op->coll << 16 | (uint32_t)op->dt << 8 | (uint32_t)op->op;
+    x.meta.count = op->count;
+    x.meta.seq = op->coll == COLL_P2P ? 0 : ++c->coll_seq;
+    x.meta.root = op->root;
+    LOOM_TRACE(LOOM_SUB_COLL, "%s count %zu %s: %d steps", coll_name(op->coll), op->count,
+               loom_dtype_name(op->dt), s.n);
+    for (int i = 0; i < s.n && r == LOOM_SUCCESS; i++) {
+        const struct step *st = &s.steps[i];
+        if (st->together > 1) {
+            r = run_together(&x, st, st->together);
+            i += st->together - 1;
+        } else {
+            r = run_step(&x, st);
+        }
+    }
+    if (r == LOOM_SUCCESS && op->op == LOOM_AVG && c->nranks > 1) {
+        if (op->coll == COLL_ALLREDUCE) reduce_div(op->recv, op->count, op->dt, c->nranks);
+        else if (op->coll == COLL_REDUCE_SCATTER) reduce_div(op->recv, op->count, op->dt, c->nranks);
+        else if (op->coll == COLL_REDUCE && c->rank == op->root) reduce_div(op->recv, op->count, op->dt, c->nranks);
+    }
+    sched_free(&s);
+    return r;
+}

@@ -1,0 +1,210 @@
+/* reduce.c: element-wise reductions on host memory, every dtype x op.
+ *
+ * One kernel per (dtype, op) generated from one macro: a plain loop the compiler
+ * vectorises (-O3), in three variants so restrict stays true when dst aliases an
+ * input exactly (dst == a, dst == b, or neither). Integer sum and prod wrap (done in
+ * the unsigned type). max/min are `a > b ? a : b` / `a < b ? a : b`, the semantics of
+ * x86 maxps/minps: a NaN in b propagates, a NaN in a does not.
+ * float16 and bfloat16 are converted to float in blocks of 256, reduced by the float
+ * kernel and rounded back to nearest even. avg reduces as sum; reduce_div divides.
+ * Not here: choosing what to reduce (schedules) or device memory (reduce.cu, later).
+ */
+#include "reduce.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+typedef void (*kernel_fn)(void *dst, const void *a, const void *b, size_t n);
+
+/* ---- half and bfloat16 conversions ---- */
+
+float loom_half_to_float(uint16_t h)
+{
+    /* Place the 15 magnitude bits in a float and rescale by 2^112: normals and
+       subnormals come out exact; all-ones exponents (inf, NaN) get float's. */
+    uint32_t u = (uint32_t)(h & 0x7fff) << 13;
+    float f;
+    memcpy(&f, &u, 4);
+    f *= 0x1p112f;
+    memcpy(&u, &f, 4);
+    if ((h & 0x7c00) == 0x7c00) u |= 0x7f800000u;
+    u |= (uint32_t)(h & 0x8000) << 16;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t loom_float_to_half(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    x &= 0x7fffffffu;
+    uint16_t h;
+    if (x > 0x7f800000u) {                      /* NaN: keep it quiet */
+        h = (uint16_t)(0x7e00 | ((x >> 13) & 0x3ff));
+    } else if (x >= 0x477ff000u) {              /* >= 65520 rounds to inf */
+        h = 0x7c00;
+    } else if (x < 0x38800000u) {               /* below 2^-14: subnormal or zero */
+        /* Adding 0.5 leaves round(|f| * 2^24) (to nearest even, by the FPU) in the
+           low mantissa bits of a float in [0.5, 1). */
+        float v;
+        memcpy(&v, &x, 4);
+        v += 0.5f;
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        h = (uint16_t)(u - 0x3f000000u);
+    } else {                                    /* normal: rebias, round to nearest even */
+        x += 0xc8000fffu + ((x >> 13) & 1);
+        h = (uint16_t)(x >> 13);
+    }
+    return h | sign;
+}
+
+float loom_bf16_to_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t loom_float_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);   /* quiet NaN */
+    x += 0x7fffu + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+/* ---- native kernels ---- */
+
+#define OP_SUM(T, U, x, y)  ((T)((U)(x) + (U)(y)))
+#define OP_PROD(T, U, x, y) ((T)((U)(x) * (U)(y)))
+#define OP_MAX(T, U, x, y)  ((x) > (y) ? (x) : (y))
+#define OP_MIN(T, U, x, y)  ((x) < (y) ? (x) : (y))
+
+#define KERNEL(name, T, U, OP)                                                                \
+    static void name##_3(T *restrict d, const T *restrict a, const T *restrict b, size_t n)  \
+    { for (size_t i = 0; i < n; i++) d[i] = OP(T, U, a[i], b[i]); }                          \
+    static void name##_da(T *restrict d, const T *restrict b, size_t n)                      \
+    { for (size_t i = 0; i < n; i++) d[i] = OP(T, U, d[i], b[i]); }                          \
+    static void name##_db(T *restrict d, const T *restrict a, size_t n)                      \
+    { for (size_t i = 0; i < n; i++) d[i] = OP(T, U, a[i], d[i]); }                          \
+    static void name(void *d, const void *a, const void *b, size_t n)                         \
+    {                                                                                          \
+        if (d == a && d == b) name##_self(d, n);                                               \
+        else if (d == a) name##_da(d, b, n);                                                   \
+        else if (d == b) name##_db(d, a, n);                                                   \
+        else name##_3(d, a, b, n);                                                             \
+    }
+
+/* d == a == b (x op x): no restrict possible, and rare; a plain loop. */
+#define SELF(name, T, U, OP)                                                                  \
+    static void name##_self(void *d_, size_t n)                                               \
+    { T *d = d_; for (size_t i = 0; i < n; i++) d[i] = OP(T, U, d[i], d[i]); }
+
+#define KERNELS(tn, T, U)                                                                     \
+    SELF(tn##_sum, T, U, OP_SUM) KERNEL(tn##_sum, T, U, OP_SUM)                               \
+    SELF(tn##_prod, T, U, OP_PROD) KERNEL(tn##_prod, T, U, OP_PROD)                           \
+    SELF(tn##_max, T, U, OP_MAX) KERNEL(tn##_max, T, U, OP_MAX)                               \
+    SELF(tn##_min, T, U, OP_MIN) KERNEL(tn##_min, T, U, OP_MIN)
+
+KERNELS(i8, int8_t, uint8_t)
+KERNELS(u8, uint8_t, uint8_t)
+KERNELS(i32, int32_t, uint32_t)
+KERNELS(u32, uint32_t, uint32_t)
+KERNELS(i64, int64_t, uint64_t)
+KERNELS(u64, uint64_t, uint64_t)
+KERNELS(f32, float, float)
+KERNELS(f64, double, double)
+
+/* Indexed [dtype][op]; avg uses sum. NULL rows: the 16-bit floats (below). */
+#define ROW(tn) { tn##_sum, tn##_prod, tn##_max, tn##_min, tn##_sum }
+static const kernel_fn kernels[LOOM_NUM_DTYPES][LOOM_NUM_OPS] = {
+    [LOOM_INT8] = ROW(i8),   [LOOM_UINT8] = ROW(u8),   [LOOM_INT32] = ROW(i32),
+    [LOOM_UINT32] = ROW(u32), [LOOM_INT64] = ROW(i64), [LOOM_UINT64] = ROW(u64),
+    [LOOM_FLOAT32] = ROW(f32), [LOOM_FLOAT64] = ROW(f64),
+};
+
+/* ---- 16-bit floats: through float, 256 elements at a time ---- */
+
+#define BLOCK 256
+
+static void to_float(float *out, const uint16_t *in, size_t n, bool bf)
+{
+    if (bf) for (size_t i = 0; i < n; i++) out[i] = loom_bf16_to_float(in[i]);
+    else    for (size_t i = 0; i < n; i++) out[i] = loom_half_to_float(in[i]);
+}
+
+static void from_float(uint16_t *out, const float *in, size_t n, bool bf)
+{
+    if (bf) for (size_t i = 0; i < n; i++) out[i] = loom_float_to_bf16(in[i]);
+    else    for (size_t i = 0; i < n; i++) out[i] = loom_float_to_half(in[i]);
+}
+
+static void reduce16(uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n, loom_op_t op, bool bf)
+{
+    float fa[BLOCK], fb[BLOCK];
+    kernel_fn k = kernels[LOOM_FLOAT32][op];
+    for (size_t i = 0; i < n; i += BLOCK) {
+        size_t m = n - i < BLOCK ? n - i : BLOCK;
+        to_float(fa, a + i, m, bf);
+        to_float(fb, b + i, m, bf);
+        k(fa, fa, fb, m);
+        from_float(d + i, fa, m, bf);
+    }
+}
+
+/* ---- entry points ---- */
+
+void reduce_buf(void *dst, const void *a, const void *b, size_t count, loom_dtype_t dt, loom_op_t op)
+{
+    if ((unsigned)dt >= LOOM_NUM_DTYPES || (unsigned)op >= LOOM_NUM_OPS) return;
+    if (dt == LOOM_FLOAT16 || dt == LOOM_BFLOAT16) reduce16(dst, a, b, count, op, dt == LOOM_BFLOAT16);
+    else kernels[dt][op](dst, a, b, count);
+}
+
+void reduce_buf2(void *dst, void *dst2, const void *a, const void *b, size_t count,
+                 loom_dtype_t dt, loom_op_t op)
+{
+    /* Block by block, so the copy reads what the reduction just left in L1. */
+    size_t e = loom_dtype_size(dt), step = 4096 / (e ? e : 1);
+    for (size_t i = 0; i < count; i += step) {
+        size_t m = count - i < step ? count - i : step;
+        reduce_buf((char *)dst + i * e, (const char *)a + i * e, (const char *)b + i * e, m, dt, op);
+        memcpy((char *)dst2 + i * e, (char *)dst + i * e, m * e);
+    }
+}
+
+#define DIV_LOOP(T)                                                                           \
+    { T *p = buf; for (size_t i = 0; i < count; i++) p[i] = (T)(p[i] / (T)n); }
+
+void reduce_div(void *buf, size_t count, loom_dtype_t dt, int n)
+{
+    if (n <= 1) return;
+    switch (dt) {
+    case LOOM_INT8:    DIV_LOOP(int8_t) break;
+    case LOOM_UINT8:   DIV_LOOP(uint8_t) break;
+    case LOOM_INT32:   DIV_LOOP(int32_t) break;
+    case LOOM_UINT32:  DIV_LOOP(uint32_t) break;
+    case LOOM_INT64:   DIV_LOOP(int64_t) break;
+    case LOOM_UINT64:  DIV_LOOP(uint64_t) break;
+    case LOOM_FLOAT32: DIV_LOOP(float) break;
+    case LOOM_FLOAT64: DIV_LOOP(double) break;
+    case LOOM_FLOAT16:
+    case LOOM_BFLOAT16: {
+        bool bf = dt == LOOM_BFLOAT16;
+        uint16_t *p = buf;
+        float f[BLOCK];
+        for (size_t i = 0; i < count; i += BLOCK) {
+            size_t m = count - i < BLOCK ? count - i : BLOCK;
+            to_float(f, p + i, m, bf);
+            for (size_t j = 0; j < m; j++) f[j] /= (float)n;
+            from_float(p + i, f, m, bf);
+        }
+        break;
+    }
+    default: break;
+    }
+}

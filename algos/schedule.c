@@ -1,0 +1,252 @@
+/* schedule.c: the schedules of loom's host algorithms.
+ *
+ *   ring reduce-scatter, ring all-gather, ring all-reduce (RS then AG, per loop)
+ *   chain broadcast and chain reduce (streamed slot by slot, so pipelined)
+ *   pairwise-exchange all-to-all, and p2p groups (one concurrent block)
+ *
+ * Ring all-reduce on rank r, for each loop over chunks of the n blocks (block k is
+ * the k-th n-th of the buffer), step s handles block (r - s) mod n:
+ *   s = 0              send                     block r            -> next
+ *   s = 1 .. n-2       recv_reduce_send         partial sums pass along the ring
+ *   s = n-1            recv_reduce_copy_send    block r+1 is final here; keep, pass
+ *   s = n .. 2n-3      recv_copy_send           all-gather phase
+ *   s = 2n-2           recv                     the last final block arrives
+ * Not here: moving bytes (exec_host.c) or choosing among algorithms (enqueue.c).
+ */
+#include "schedule.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "reduce.h"
+
+const char *coll_name(enum coll c)
+{
+    static const char *names[] = { "?", "allreduce", "reduce", "broadcast", "allgather",
+                                   "reduce_scatter", "alltoall", "send/recv" };
+    return (unsigned)c <= COLL_P2P ? names[c] : "?";
+}
+
+const char *prim_name(enum prim p)
+{
+    static const char *names[] = { "send", "recv", "recv_reduce_send", "recv_reduce_copy_send",
+                                   "recv_copy_send", "recv_reduce_copy", "copy" };
+    return (unsigned)p <= PRIM_COPY ? names[p] : "?";
+}
+
+/* ---- building ---- */
+
+static int add(struct sched *s, enum prim p, int send_peer, int recv_peer, const char *src,
+               char *dst, size_t bytes)
+{
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 64;
+        struct step *n = realloc(s->steps, sizeof *n * (size_t)cap);
+        if (n == NULL) return -1;
+        s->steps = n;
+        s->cap = cap;
+    }
+    s->steps[s->n++] = (struct step){ .prim = (uint8_t)p, .together = 1, .send_peer = send_peer,
+                                      .recv_peer = recv_peer, .src = src, .dst = dst, .bytes = bytes };
+    return 0;
+}
+
+static int mod(int a, int n) { return ((a % n) + n) % n; }
+
+/* Block k of count elements split n ways: the first count % n blocks get one more. */
+static void block(size_t count, int n, int k, size_t *off, size_t *len)
+{
+    size_t base = count / (size_t)n, rem = count % (size_t)n;
+    *off = (size_t)k * base + ((size_t)k < rem ? (size_t)k : rem);
+    *len = base + ((size_t)k < rem ? 1 : 0);
+}
+
+/* One ring loop piece of block k: elements [L*chunk, (L+1)*chunk) of the block. */
+static size_t piece(size_t blen, size_t chunk, size_t loop, size_t *start)
+{
+    *start = loop * chunk;
+    if (*start >= blen) return 0;
+    return blen - *start < chunk ? blen - *start : chunk;
+}
+
+static int ring_allreduce(struct sched *s, const struct loom_op *op, int r, int n, size_t chunk)
+{
+    size_t E = loom_dtype_size(op->dt), maxb, o, l;
+    const char *in = op->send;
+    char *out = op->recv;
+    block(op->count, n, 0, &o, &maxb);
+    int next = mod(r + 1, n), prev = mod(r - 1, n);
+    for (size_t loop = 0; loop * chunk < maxb; loop++) {
+        for (int st = 0; st <= 2 * n - 2; st++) {
+            int k = mod(r - st, n);
+            size_t start, len;
+            block(op->count, n, k, &o, &l);
+            len = piece(l, chunk, loop, &start);
+            if (len == 0) continue;            /* both ends skip: same block size */
+            size_t at = (o + start) * E, bytes = len * E;
+            enum prim p = st == 0 ? PRIM_SEND : st < n - 1 ? PRIM_RECV_REDUCE_SEND
+                        : st == n - 1 ? PRIM_RECV_REDUCE_COPY_SEND
+                        : st < 2 * n - 2 ? PRIM_RECV_COPY_SEND : PRIM_RECV;
+            int sp = p == PRIM_RECV ? -1 : next, rp = p == PRIM_SEND ? -1 : prev;
+            if (add(s, p, sp, rp, in + at, out + at, bytes)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* Rank r ends with block r reduced: step s handles block (r - 1 - s) mod n. */
+static int ring_reduce_scatter(struct sched *s, const struct loom_op *op, int r, int n, size_t chunk)
+{
+    size_t E = loom_dtype_size(op->dt), cnt = op->count;
+    const char *in = op->send;
+    int next = mod(r + 1, n), prev = mod(r - 1, n);
+    for (size_t loop = 0; loop * chunk < cnt; loop++) {
+        size_t start, len = piece(cnt, chunk, loop, &start);
+        for (int st = 0; st <= n - 1; st++) {
+            int k = mod(r - 1 - st, n);
+            const char *src = in + ((size_t)k * cnt + start) * E;
+            enum prim p = st == 0 ? PRIM_SEND : st < n - 1 ? PRIM_RECV_REDUCE_SEND : PRIM_RECV_REDUCE_COPY;
+            int sp = p == PRIM_RECV_REDUCE_COPY ? -1 : next, rp = p == PRIM_SEND ? -1 : prev;
+            if (add(s, p, sp, rp, src, (char *)op->recv + start * E, len * E)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* Rank r contributes block r: step s handles block (r - s) mod n. */
+static int ring_allgather(struct sched *s, const struct loom_op *op, int r, int n, size_t chunk)
+{
+    size_t E = loom_dtype_size(op->dt), cnt = op->count;
+    char *out = op->recv;
+    int next = mod(r + 1, n), prev = mod(r - 1, n);
+    if (op->send != out + (size_t)r * cnt * E &&
+        add(s, PRIM_COPY, -1, -1, op->send, out + (size_t)r * cnt * E, cnt * E))
+        return -1;
+    for (size_t loop = 0; loop * chunk < cnt; loop++) {
+        size_t start, len = piece(cnt, chunk, loop, &start);
+        for (int st = 0; st <= n - 1; st++) {
+            int k = mod(r - st, n);
+            char *dst = out + ((size_t)k * cnt + start) * E;
+            enum prim p = st == 0 ? PRIM_SEND : st < n - 1 ? PRIM_RECV_COPY_SEND : PRIM_RECV;
+            int sp = p == PRIM_RECV ? -1 : next, rp = p == PRIM_SEND ? -1 : prev;
+            if (add(s, p, sp, rp, (const char *)op->send + start * E, dst, len * E)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* Chain root -> root+1 -> ... -> root-1; each rank forwards slot by slot. */
+static int chain_broadcast(struct sched *s, const struct loom_op *op, int r, int n)
+{
+    size_t bytes = op->count * loom_dtype_size(op->dt);
+    int pos = mod(r - op->root, n), next = mod(r + 1, n), prev = mod(r - 1, n);
+    if (pos == 0) {
+        if (op->send != op->recv && add(s, PRIM_COPY, -1, -1, op->send, op->recv, bytes)) return -1;
+        return add(s, PRIM_SEND, next, -1, op->send, NULL, bytes);
+    }
+    if (pos < n - 1) return add(s, PRIM_RECV_COPY_SEND, next, prev, NULL, op->recv, bytes);
+    return add(s, PRIM_RECV, -1, prev, NULL, op->recv, bytes);
+}
+
+/* Chain root+1 -> root+2 -> ... -> root; partial results flow toward the root. */
+static int chain_reduce(struct sched *s, const struct loom_op *op, int r, int n)
+{
+    size_t bytes = op->count * loom_dtype_size(op->dt);
+    int pos = mod(r - op->root - 1, n), next = mod(r + 1, n), prev = mod(r - 1, n);
+    if (pos == 0) return add(s, PRIM_SEND, next, -1, op->send, NULL, bytes);
+    if (pos < n - 1) return add(s, PRIM_RECV_REDUCE_SEND, next, prev, op->send, NULL, bytes);
+    return add(s, PRIM_RECV_REDUCE_COPY, -1, prev, op->send, op->recv, bytes);
+}
+
+/* Step s: send block r+s to rank r+s while receiving block r-s from rank r-s. */
+static int pairwise_alltoall(struct sched *s, const struct loom_op *op, int r, int n)
+{
+    size_t bb = op->count * loom_dtype_size(op->dt);
+    const char *in = op->send;
+    char *out = op->recv;
+    if (in == out) {                         /* in place: send from a copy */
+        s->tmp = malloc(bb * (size_t)n);
+        if (s->tmp == NULL) return -1;
+        memcpy(s->tmp, in, bb * (size_t)n);
+        in = s->tmp;
+    }
+    if (add(s, PRIM_COPY, -1, -1, in + (size_t)r * bb, out + (size_t)r * bb, bb)) return -1;
+    for (int st = 1; st < n; st++) {
+        int to = mod(r + st, n), from = mod(r - st, n);
+        if (add(s, PRIM_SEND, to, -1, in + (size_t)to * bb, NULL, bb) ||
+            add(s, PRIM_RECV, -1, from, NULL, out + (size_t)from * bb, bb))
+            return -1;
+        s->steps[s->n - 2].together = 2;
+    }
+    return 0;
+}
+
+/* The whole group is one concurrent block; self send/recv pairs become copies. */
+static int p2p_group(struct sched *s, const struct loom_op *op, int r)
+{
+    int first = s->n;
+    int self_recv = 0;
+    for (int i = 0; i < op->np2p; i++) {
+        const struct p2p_item *it = &op->p2p[i];
+        size_t bytes = it->count * loom_dtype_size(it->dt);
+        if (it->peer == r && it->is_send) {
+            /* pair with the next unmatched self recv, in issue order */
+            int seen = 0, j;
+            for (j = 0; j < op->np2p; j++)
+                if (op->p2p[j].peer == r && !op->p2p[j].is_send && seen++ == self_recv) break;
+            self_recv++;
+            if (j == op->np2p) return -2;      /* enqueue pairs them; never here */
+            if (add(s, PRIM_COPY, -1, -1, it->buf, op->p2p[j].buf, bytes)) return -1;
+        } else if (it->peer != r) {
+            if (add(s, it->is_send ? PRIM_SEND : PRIM_RECV, it->is_send ? it->peer : -1,
+                    it->is_send ? -1 : it->peer, it->buf, it->buf, bytes))
+                return -1;
+        }
+    }
+    /* copies first (they need nobody), then the transfers as one concurrent block */
+    int ncopy = 0;
+    for (int i = first; i < s->n; i++)
+        if (s->steps[i].prim == PRIM_COPY) {
+            struct step t = s->steps[i];
+            memmove(&s->steps[first + ncopy + 1], &s->steps[first + ncopy],
+                    sizeof t * (size_t)(i - first - ncopy));
+            s->steps[first + ncopy++] = t;
+        }
+    int nx = s->n - first - ncopy;
+    if (nx > 0) s->steps[first + ncopy].together = nx;
+    return 0;
+}
+
+loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, int nranks,
+                          size_t chunk_bytes)
+{
+    memset(s, 0, sizeof *s);
+    size_t E = loom_dtype_size(op->dt);
+    size_t chunk = chunk_bytes / (E ? E : 1);
+    int rc;
+    if (nranks == 1 && op->coll != COLL_P2P) {
+        size_t bytes = op->count * E;
+        rc = op->send == op->recv ? 0 : add(s, PRIM_COPY, -1, -1, op->send, op->recv, bytes);
+        return rc ? LOOM_ERR_SYSTEM : LOOM_SUCCESS;
+    }
+    switch (op->coll) {
+    case COLL_ALLREDUCE:      rc = ring_allreduce(s, op, rank, nranks, chunk); break;
+    case COLL_REDUCE_SCATTER: rc = ring_reduce_scatter(s, op, rank, nranks, chunk); break;
+    case COLL_ALLGATHER:      rc = ring_allgather(s, op, rank, nranks, chunk); break;
+    case COLL_BROADCAST:      rc = chain_broadcast(s, op, rank, nranks); break;
+    case COLL_REDUCE:         rc = chain_reduce(s, op, rank, nranks); break;
+    case COLL_ALLTOALL:       rc = pairwise_alltoall(s, op, rank, nranks); break;
+    case COLL_P2P:            rc = p2p_group(s, op, rank); break;
+    default:                  rc = -3; break;
+    }
+    if (rc == 0) return LOOM_SUCCESS;
+    sched_free(s);
+    return rc == -1 ? LOOM_ERR_SYSTEM : rc == -2 ? LOOM_ERR_INVALID_USAGE : LOOM_ERR_INTERNAL;
+}
+
+void sched_free(struct sched *s)
+{
+    free(s->steps);
+    free(s->tmp);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,78 @@
+/* schedule.h: algorithms as schedules. For one operation and one rank, a schedule is the
+ * ordered list of primitive steps that rank performs (DESIGN.md section 5). The host
+ * executor (exec_host.c) runs them; later a CUDA executor, a verifier and a simulator
+ * read the same lists. A researcher adds an algorithm by adding a builder here. */
+#ifndef LOOM_SCHED_H
+#define LOOM_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "loom.h"
+
+enum coll {
+    COLL_ALLREDUCE = 1, COLL_REDUCE, COLL_BROADCAST, COLL_ALLGATHER,
+    COLL_REDUCE_SCATTER, COLL_ALLTOALL, COLL_P2P
+};
+const char *coll_name(enum coll c);
+
+/* One send or recv of a group (loom_send/loom_recv between group_start/end). */
+struct p2p_item {
+    bool is_send;
+    int peer;
+    void *buf;
+    size_t count;
+    loom_dtype_t dt;
+};
+
+/* One operation as issued: the arguments of the call, validated. */
+struct loom_op {
+    enum coll coll;
+    const void *send;
+    void *recv;
+    size_t count;            /* NCCL meaning (per rank for allgather / reduce_scatter) */
+    loom_dtype_t dt;
+    loom_op_t op;
+    int root;                /* -1 where it does not apply                            */
+    struct p2p_item *p2p;    /* COLL_P2P: the group's items, in issue order           */
+    int np2p;
+    bool barrier;            /* allreduce of scratch: send/recv set when it runs      */
+    char scratch[16];
+};
+
+enum prim {
+    PRIM_SEND,                /* src -> next                                   */
+    PRIM_RECV,                /* prev -> dst                                   */
+    PRIM_RECV_REDUCE_SEND,    /* (prev op src) -> next                         */
+    PRIM_RECV_REDUCE_COPY_SEND, /* (prev op src) -> dst and -> next            */
+    PRIM_RECV_COPY_SEND,      /* prev -> dst and -> next                       */
+    PRIM_RECV_REDUCE_COPY,    /* (prev op src) -> dst                          */
+    PRIM_COPY,                /* src -> dst (local)                            */
+};
+const char *prim_name(enum prim p);
+
+struct step {
+    int32_t prim;             /* enum prim                                      */
+    int32_t together;         /* >1 on the first step of a group of steps that
+                                 run concurrently (pairwise exchange, p2p)      */
+    int32_t send_peer;        /* -1 if the step sends nothing                   */
+    int32_t recv_peer;        /* -1 if the step receives nothing                */
+    const char *src;          /* local operand                                   */
+    char *dst;                /* local result                                    */
+    size_t bytes;
+};
+
+struct sched {
+    struct step *steps;
+    int n, cap;
+    void *tmp;                /* scratch owned by the schedule (in-place alltoall) */
+};
+
+/* Build rank's schedule for op on nranks ranks. chunk_bytes: the most one step of a
+   ring loop may move (half the FIFO, so a sender can run one step ahead without the
+   ring deadlocking). LOOM_ERR_SYSTEM when out of memory. */
+loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, int nranks,
+                          size_t chunk_bytes);
+void sched_free(struct sched *s);
+
+#endif

@@ -1,0 +1,573 @@
+/* comm.c: communicator life cycle: ids, init (explicit and from launcher variables),
+ * split, destroy, abort, and the connection table.
+ *
+ * Init: pick the interface, open this rank's listener, join the rendezvous (every
+ * rank learns every rank's host, pid and listener), start the progress thread and
+ * build the control mesh. Data links are connected on first use (comm_conn), shm for
+ * peers on the same host, tcp otherwise (LOOM_TRANSPORT forces one).
+ * Teardown order: progress thread (flush tcp, BYE), then links, then the listener.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bootstrap.h"
+#include "comm.h"
+#include "env.h"
+#include "log.h"
+
+/* ---- ids ---- */
+
+loom_result_t loom_get_id(loom_id_t *id)
+{
+    if (id == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_get_id: id is NULL");
+    struct boot_id b = { .magic = BOOT_ID_MAGIC, .version = 1 };
+    char err[256], ifname[64];
+    loom_result_t r = boot_random(b.secret, sizeof b.secret);
+    if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_get_id: getrandom failed");
+    r = net_pick_interface(&b.root, ifname, sizeof ifname, err, sizeof err);
+    if (r == LOOM_SUCCESS) r = boot_root_start(&b, loom_env_int("LOOM_TIMEOUT_MS"), err, sizeof err);
+    if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_get_id: %s", err);
+    boot_id_pack(id, &b);
+    char as[80];
+    net_addr_str(&b.root, as, sizeof as);
+    LOOM_INFO(LOOM_SUB_BOOT, "rendezvous root listening on %s (%s)", as, ifname);
+    return LOOM_SUCCESS;
+}
+
+/* "loom1:<addr>:<32 hex digits of the secret>" */
+loom_result_t loom_id_to_string(const loom_id_t *id, char *buf, size_t len)
+{
+    struct boot_id b;
+    if (id == NULL || buf == NULL || boot_id_unpack(id, &b) != LOOM_SUCCESS)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_id_to_string: not a loom id");
+    char as[80], hex[33];
+    net_addr_str(&b.root, as, sizeof as);
+    for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", b.secret[i]);
+    if ((size_t)snprintf(buf, len, "loom1:%s:%s", as, hex) >= len)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_id_to_string: buffer of %zu bytes "
+                              "too small (need LOOM_ID_STRLEN)", len);
+    return LOOM_SUCCESS;
+}
+
+static bool parse_hex16(const char *s, uint8_t *out)
+{
+    if (strlen(s) != 32) return false;
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+        char two[3] = { s[2 * i], s[2 * i + 1], 0 };
+        if (!isxdigit((unsigned char)two[0]) || !isxdigit((unsigned char)two[1]) || sscanf(two, "%2x", &v) != 1)
+            return false;
+        out[i] = (uint8_t)v;
+    }
+    return true;
+}
+
+loom_result_t loom_id_from_string(const char *s, loom_id_t *id)
+{
+    struct boot_id b = { .magic = BOOT_ID_MAGIC, .version = 1 };
+    char addr[128], err[256];
+    if (s == NULL || id == NULL || strncmp(s, "loom1:", 6) != 0) goto bad;
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon < s + 6 || (size_t)(colon - s - 6) >= sizeof addr) goto bad;
+    memcpy(addr, s + 6, (size_t)(colon - s - 6));
+    addr[colon - s - 6] = '\0';
+    if (!parse_hex16(colon + 1, b.secret)) goto bad;
+    if (net_addr_parse(addr, &b.root, err, sizeof err) != LOOM_SUCCESS)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_id_from_string: %s", err);
+    boot_id_pack(id, &b);
+    return LOOM_SUCCESS;
+bad:
+    return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT,
+                          "loom_id_from_string: '%.80s' is not 'loom1:<host>:<port>:<32 hex digits>'",
+                          s ? s : "(null)");
+}
+
+/* ---- references, names, connections ---- */
+
+void comm_ref(struct loom_comm *c) { atomic_fetch_add(&c->refs, 1); }
+
+void comm_unref(struct loom_comm *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    free(c->peers);
+    free((void *)c->send);
+    free((void *)c->recv);
+    free((void *)c->peer_gone);
+    pthread_mutex_destroy(&c->conn_lock);
+    pthread_mutex_destroy(&c->err_lock);
+    pthread_mutex_destroy(&c->order_lock);
+    pthread_cond_destroy(&c->order_cv);
+    free(c);
+}
+
+void comm_peer_name(const struct loom_comm *c, int peer, char *buf, size_t len)
+{
+    if (c->peers && peer >= 0 && peer < c->nranks)
+        snprintf(buf, len, "rank %d (%s pid %d)", peer, c->peers[peer].host, (int)c->peers[peer].pid);
+    else
+        snprintf(buf, len, "rank %d", peer);
+}
+
+static const struct loom_transport *pick_transport(struct loom_comm *c, int peer)
+{
+    const struct loom_peer_info *me = &c->peers[c->rank], *p = &c->peers[peer];
+    if (c->cfg.force == 2) return &loom_transport_tcp;
+    if (loom_transport_shm.can_connect(me, p)) return &loom_transport_shm;
+    return &loom_transport_tcp;
+}
+
+loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out)
+{
+    struct loom_conn *_Atomic *tab = is_send ? c->send : c->recv;
+    struct loom_conn *conn = atomic_load_explicit(&tab[peer], memory_order_acquire);
+    if (conn) {
+        *out = conn;
+        return LOOM_SUCCESS;
+    }
+    loom_result_t r = LOOM_SUCCESS;
+    pthread_mutex_lock(&c->conn_lock);
+    conn = atomic_load(&tab[peer]);
+    if (conn == NULL) {
+        char err[320] = "", name[128];
+        conn = calloc(1, sizeof *conn);
+        if (conn == NULL) {
+            r = LOOM_ERR_SYSTEM;
+            snprintf(err, sizeof err, "out of memory");
+        } else {
+            *conn = (struct loom_conn){ .peer = peer, .is_send = is_send, .comm = c,
+                                        .tp = pick_transport(c, peer) };
+            r = is_send ? conn->tp->connect_send(conn, err, sizeof err)
+                        : conn->tp->connect_recv(conn, err, sizeof err);
+        }
+        if (r == LOOM_SUCCESS) {
+            atomic_store_explicit(&tab[peer], conn, memory_order_release);
+            LOOM_INFO(LOOM_SUB_INIT, "%s link %s rank %d connected", conn->tp->name,
+                      is_send ? "to" : "from", peer);
+        } else {
+            free(conn);
+            conn = NULL;
+            comm_peer_name(c, peer, name, sizeof name);
+            comm_fail(c, r, true, "cannot connect the link %s %s: %s", is_send ? "to" : "from", name, err);
+        }
+    }
+    pthread_mutex_unlock(&c->conn_lock);
+    *out = conn;
+    return r;
+}
+
+/* ---- init ---- */
+
+static void read_config(struct loom_config *cfg, int local_nranks)
+{
+    cfg->timeout_ms = loom_env_int("LOOM_TIMEOUT_MS");
+    if (cfg->timeout_ms <= 0) cfg->timeout_ms = 600000;
+    cfg->heartbeat_ms = loom_env_int("LOOM_HEARTBEAT_MS");
+    if (cfg->heartbeat_ms <= 0) cfg->heartbeat_ms = 1000;
+    const char *t = loom_env_str("LOOM_TRANSPORT");
+    cfg->force = strcmp(t, "tcp") == 0 ? 2 : strcmp(t, "shm") == 0 ? 1 : 0;
+    if (t[0] && !cfg->force) LOOM_WARN(LOOM_SUB_ENV, "LOOM_TRANSPORT='%s' unknown (want shm or tcp); using auto", t);
+    int64_t spin = loom_env_int("LOOM_SPIN_US");
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    /* Spinning helps only when every local rank has a core of its own; otherwise a
+       spinning rank steals the core of the peer it waits for. */
+    if (spin < 0) spin = local_nranks <= ncpu ? 50 : 0;
+    cfg->spin_ns = spin * 1000;
+}
+
+static uint32_t geometry_nslots(void)
+{
+    int64_t n = loom_env_int("LOOM_NSLOTS");
+    uint32_t k = 2;
+    while (k < FIFO_MAX_SLOTS && (int64_t)k < n) k *= 2;
+    return k;
+}
+
+static uint32_t geometry_slot_bytes(void)
+{
+    int64_t b = loom_env_int("LOOM_SLOT_BYTES");
+    if (b < 64) b = 64;
+    if (b > (64 << 20)) b = 64 << 20;
+    return (uint32_t)(b / 64 * 64);
+}
+
+static void teardown(struct loom_comm *c, bool orderly)
+{
+    progress_stop(c->prog, orderly);
+    for (int r = 0; r < c->nranks; r++) {
+        struct loom_conn *s = atomic_exchange(&c->send[r], NULL), *v = atomic_exchange(&c->recv[r], NULL);
+        if (s) { s->tp->close(s); free(s); }
+        if (v) { v->tp->close(v); free(v); }
+    }
+    if (c->listen_fd >= 0) close(c->listen_fd);
+    c->listen_fd = -1;
+}
+
+static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot_id *b, int rank)
+{
+    char err[512] = "", ifname[64];
+    struct loom_comm *c = calloc(1, sizeof *c);
+    if (c == NULL) return loom_set_error(NULL, LOOM_ERR_SYSTEM, "loom_comm_init: out of memory");
+    c->rank = rank;
+    c->nranks = nranks;
+    c->listen_fd = -1;
+    c->refs = 1;
+    pthread_mutex_init(&c->conn_lock, NULL);
+    pthread_mutex_init(&c->err_lock, NULL);
+    pthread_mutex_init(&c->order_lock, NULL);
+    pthread_cond_init(&c->order_cv, NULL);
+    memcpy(c->secret, b->secret, 16);
+    for (int i = 0; i < 8; i++) snprintf(c->tag + 2 * i, 3, "%02x", b->secret[i]);
+    c->peers = calloc((size_t)nranks, sizeof *c->peers);
+    c->send = calloc((size_t)nranks, sizeof *c->send);
+    c->recv = calloc((size_t)nranks, sizeof *c->recv);
+    c->peer_gone = calloc((size_t)nranks, sizeof *c->peer_gone);
+    loom_log_set_rank(rank);
+    read_config(&c->cfg, 1);
+    loom_result_t r = LOOM_ERR_SYSTEM;
+    if (!c->peers || !c->send || !c->recv || !c->peer_gone) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out_free;
+    }
+
+    struct loom_peer_info me;
+    boot_self_info(&me);
+    me.rank = rank;
+    me.nslots = geometry_nslots();
+    me.slot_bytes = geometry_slot_bytes();
+    r = net_pick_interface(&me.addr, ifname, sizeof ifname, err, sizeof err);
+    if (r == LOOM_SUCCESS) r = net_listen(&me.addr, &c->listen_fd, err, sizeof err);
+    if (r != LOOM_SUCCESS) goto out_free;
+    uint64_t deadline = net_deadline(c->cfg.timeout_ms);
+    r = boot_join(b, nranks, rank, &me, c->peers, deadline, err, sizeof err);
+    if (r != LOOM_SUCCESS) goto out_close;
+
+    for (int i = 0; i < nranks; i++) c->local_nranks += c->peers[i].host_id == me.host_id;
+    read_config(&c->cfg, c->local_nranks);
+    c->cfg.nslots = c->peers[0].nslots;          /* one geometry for the whole comm */
+    c->cfg.slot_bytes = c->peers[0].slot_bytes;
+    if (c->cfg.force == 1)
+        for (int i = 0; i < nranks; i++)
+            if (c->peers[i].host_id != me.host_id) {
+                snprintf(err, sizeof err, "LOOM_TRANSPORT=shm but rank %d is on another host (%s)", i,
+                         c->peers[i].host);
+                r = LOOM_ERR_INVALID_USAGE;
+                goto out_close;
+            }
+
+    r = progress_start(c, err, sizeof err);
+    if (r == LOOM_SUCCESS) r = progress_wait_mesh(c, deadline, err, sizeof err);
+    if (r != LOOM_SUCCESS) goto out_teardown;
+    char as[80];
+    net_addr_str(&me.addr, as, sizeof as);
+    LOOM_INFO(LOOM_SUB_INIT, "rank %d of %d ready: %s on %s, %d local ranks, FIFO %u x %zu bytes", rank,
+              nranks, as, ifname, c->local_nranks, c->cfg.nslots, c->cfg.slot_bytes);
+    *out = c;
+    return LOOM_SUCCESS;
+
+out_teardown:
+    teardown(c, false);
+    goto out_free;
+out_close:
+    close(c->listen_fd);
+out_free:
+    loom_set_error(NULL, r, "loom_comm_init (rank %d of %d): %s", rank, nranks, err);
+    comm_unref(c);
+    return r;
+}
+
+loom_result_t loom_comm_init(loom_comm_t *comm, int nranks, const loom_id_t *id, int rank)
+{
+    struct boot_id b;
+    if (comm == NULL || id == NULL)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init: NULL %s", comm ? "id" : "comm");
+    if (nranks < 1 || nranks > LOOM_MAX_RANKS || rank < 0 || rank >= nranks)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT,
+                              "loom_comm_init: rank %d of %d ranks (want 1 <= nranks <= %d, 0 <= rank < nranks)",
+                              rank, nranks, LOOM_MAX_RANKS);
+    if (boot_id_unpack(id, &b) != LOOM_SUCCESS)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init: id was not made by loom_get_id");
+    return comm_create(comm, nranks, &b, rank);
+}
+
+/* ---- init from launcher variables ---- */
+
+static const char *first_env(const char **names, const char **which)
+{
+    for (int i = 0; names[i]; i++) {
+        const char *v = strncmp(names[i], "LOOM_", 5) == 0 ? loom_env_str(names[i]) : getenv(names[i]);
+        if (v && *v) {
+            *which = names[i];
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static bool parse_int(const char *s, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 0 || v > 1 << 30) return false;
+    *out = (int)v;
+    return true;
+}
+
+/* A key naming this launch, the same in every rank of it. */
+static const char *job_key(char *buf, size_t len)
+{
+    const char *v;
+    if ((v = getenv("PMIX_NAMESPACE")) && *v) snprintf(buf, len, "pmix-%s", v);
+    else if ((v = getenv("OMPI_MCA_ess_base_jobid")) && *v) snprintf(buf, len, "ompi-%s", v);
+    else if ((v = getenv("SLURM_JOB_ID")) && *v)
+        snprintf(buf, len, "slurm-%s.%s", v, getenv("SLURM_STEP_ID") ? getenv("SLURM_STEP_ID") : "0");
+    else if ((v = getenv("TORCHELASTIC_RUN_ID")) && *v) snprintf(buf, len, "torch-%s", v);
+    else return NULL;
+    for (char *p = buf; *p; p++)
+        if (*p == '/' || *p == ' ') *p = '_';
+    return buf;
+}
+
+/* Rank 0 publishes the id in a file; the others poll it (one host, no address). */
+static loom_result_t id_by_file(int rank, const char *path, loom_id_t *id, int64_t timeout_ms)
+{
+    char s[LOOM_ID_STRLEN] = "";
+    if (rank == 0) {
+        loom_result_t r = loom_get_id(id);
+        if (r != LOOM_SUCCESS) return r;
+        loom_id_to_string(id, s, sizeof s);
+        char tmp[544];
+        snprintf(tmp, sizeof tmp, "%.512s.tmp%d", path, (int)getpid());
+        FILE *f = fopen(tmp, "w");
+        if (f == NULL || fputs(s, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+            return loom_set_error(NULL, LOOM_ERR_SYSTEM, "loom_comm_init_env: cannot write %s: %s", path,
+                                  strerror(errno));
+        return LOOM_SUCCESS;
+    }
+    uint64_t deadline = net_deadline(timeout_ms);
+    for (int i = 0; i < 1000000; i++) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            size_t n = fread(s, 1, sizeof s - 1, f);
+            fclose(f);
+            s[n] = '\0';
+            if (loom_id_from_string(s, id) == LOOM_SUCCESS) return LOOM_SUCCESS;
+        }
+        if (net_ms_left(deadline) == 0) break;
+        usleep(5000);
+    }
+    return loom_set_error(NULL, LOOM_ERR_TIMEOUT, "loom_comm_init_env: rank 0 did not publish the id "
+                          "in %s within %lld ms", path, (long long)timeout_ms);
+}
+
+/* LOOM_ROOT_ADDR or MASTER_ADDR/MASTER_PORT: rank 0 hosts the root there. */
+static loom_result_t id_by_addr(int rank, const char *addr, loom_id_t *id, int64_t timeout_ms)
+{
+    struct boot_id b = { .magic = BOOT_ID_MAGIC, .version = 1 };
+    char err[256];
+    loom_result_t r = net_addr_parse(addr, &b.root, err, sizeof err);
+    if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_comm_init_env: root address: %s", err);
+    const char *hex = loom_env_str("LOOM_SECRET");
+    if (hex[0]) {
+        if (!parse_hex16(hex, b.secret))
+            return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init_env: LOOM_SECRET must be 32 hex digits");
+    } else {
+        /* Derived from what every rank of this launch shares. Anyone who can guess
+           them can join: set LOOM_SECRET on untrusted networks. */
+        char key[256] = "";
+        job_key(key, sizeof key);
+        uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
+        char src[512];
+        int n = snprintf(src, sizeof src, "loom|%s|%s", addr, key);
+        for (int i = 0; i < n; i++) {
+            h1 = (h1 ^ (uint8_t)src[i]) * 0x100000001b3ull;
+            h2 = (h2 ^ (uint8_t)src[n - 1 - i]) * 0x100000001b3ull;
+        }
+        memcpy(b.secret, &h1, 8);
+        memcpy(b.secret + 8, &h2, 8);
+        LOOM_INFO(LOOM_SUB_BOOT, "no LOOM_SECRET: rendezvous secret derived from the address and job");
+    }
+    if (rank == 0) {
+        struct boot_id bind = b;
+        r = boot_root_start(&bind, timeout_ms, err, sizeof err);
+        if (r != LOOM_SUCCESS) {
+            /* The name may resolve to an address of no local interface: bind any. */
+            memset(bind.root.ip, 0, sizeof bind.root.ip);
+            bind.root.port = b.root.port;
+            r = boot_root_start(&bind, timeout_ms, err, sizeof err);
+        }
+        if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_comm_init_env: rank 0: %s", err);
+    }
+    boot_id_pack(id, &b);
+    return LOOM_SUCCESS;
+}
+
+loom_result_t loom_comm_init_env(loom_comm_t *comm)
+{
+    static const char *rank_vars[] = { "LOOM_RANK", "RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK", NULL };
+    static const char *size_vars[] = { "LOOM_WORLD_SIZE", "WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS",
+                                       "PMI_SIZE", NULL };
+    if (comm == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init_env: comm is NULL");
+    const char *rv, *sv, *rname = "", *sname = "";
+    int rank = 0, size = 1;
+    rv = first_env(rank_vars, &rname);
+    sv = first_env(size_vars, &sname);
+    if ((rv && !parse_int(rv, &rank)) || (sv && !parse_int(sv, &size)) || (rv != NULL) != (sv != NULL) ||
+        size < 1 || rank >= size)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT,
+                              "loom_comm_init_env: rank %s=%s and size %s=%s are not a valid pair", rname,
+                              rv ? rv : "(unset)", sname, sv ? sv : "(unset)");
+    int64_t timeout_ms = loom_env_int("LOOM_TIMEOUT_MS");
+    loom_id_t id;
+    loom_result_t r;
+    const char *cid = loom_env_str("LOOM_COMM_ID"), *root = loom_env_str("LOOM_ROOT_ADDR");
+    char addr[300], path[512], key[256];
+    if (cid[0]) {
+        r = loom_id_from_string(cid, &id);
+    } else if (root[0]) {
+        r = id_by_addr(rank, root, &id, timeout_ms);
+    } else if (getenv("MASTER_ADDR") && getenv("MASTER_PORT")) {
+        /* torchrun's own store listens on MASTER_PORT; loom's root takes the next port. */
+        int port;
+        if (!parse_int(getenv("MASTER_PORT"), &port) || port >= 65535)
+            return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init_env: bad MASTER_PORT");
+        const char *h = getenv("MASTER_ADDR");
+        snprintf(addr, sizeof addr, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, port + 1);
+        r = id_by_addr(rank, addr, &id, timeout_ms);
+    } else if (size == 1) {
+        r = loom_get_id(&id);
+    } else {
+        const char *file = loom_env_str("LOOM_ID_FILE");
+        if (file[0]) snprintf(path, sizeof path, "%s", file);
+        else if (job_key(key, sizeof key)) snprintf(path, sizeof path, "/dev/shm/loom-id-%s", key);
+        else
+            return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT,
+                                  "loom_comm_init_env: %d ranks (%s) but no rendezvous: set LOOM_COMM_ID, "
+                                  "LOOM_ROOT_ADDR=host:port or MASTER_ADDR/MASTER_PORT", size, sname);
+        r = id_by_file(rank, path, &id, timeout_ms);
+        if (r == LOOM_SUCCESS) {
+            r = loom_comm_init(comm, size, &id, rank);
+            if (rank == 0) unlink(path);     /* everyone has joined (or given up) */
+            return r;
+        }
+    }
+    if (r != LOOM_SUCCESS) return r;
+    return loom_comm_init(comm, size, &id, rank);
+}
+
+/* ---- split ---- */
+
+struct split_entry { int32_t color, key, rank; };
+
+static int by_key(const void *a, const void *b)
+{
+    const struct split_entry *x = a, *y = b;
+    return x->key != y->key ? (x->key < y->key ? -1 : 1) : (x->rank < y->rank ? -1 : x->rank > y->rank);
+}
+
+loom_result_t loom_comm_split(loom_comm_t c, int color, int key, loom_comm_t *newcomm)
+{
+    if (c == NULL || newcomm == NULL)
+        return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_split: NULL %s", c ? "newcomm" : "comm");
+    int n = c->nranks;
+    struct split_entry mine = { color < 0 ? -1 : color, key, c->rank };
+    struct split_entry *all = malloc(sizeof *all * (size_t)n);
+    loom_id_t *ids = malloc(sizeof *ids * (size_t)n);
+    loom_result_t r = LOOM_ERR_SYSTEM;
+    if (all == NULL || ids == NULL) {
+        loom_set_error(c, r, "loom_comm_split: out of memory");
+        goto out;
+    }
+    r = loom_allgather(&mine, all, sizeof mine / sizeof(int32_t), LOOM_INT32, c, NULL);
+    if (r != LOOM_SUCCESS) goto out;
+    int members = 0, newrank = 0;
+    struct split_entry *group = all;       /* compacted in place: my color, by key */
+    for (int i = 0; i < n; i++)
+        if (mine.color >= 0 && all[i].color == mine.color) group[members++] = all[i];
+    qsort(group, (size_t)members, sizeof *group, by_key);
+    for (int i = 0; i < members; i++)
+        if (group[i].rank == c->rank) newrank = i;
+    loom_id_t myid;
+    memset(&myid, 0, sizeof myid);
+    if (mine.color >= 0 && newrank == 0 && (r = loom_get_id(&myid)) != LOOM_SUCCESS) {
+        /* still take part in the exchange so the others are not left waiting */
+        memset(&myid, 0, sizeof myid);
+    }
+    loom_result_t rg = loom_allgather(&myid, ids, sizeof myid, LOOM_UINT8, c, NULL);
+    if (rg != LOOM_SUCCESS) { r = rg; goto out; }
+    if (mine.color < 0) {
+        *newcomm = NULL;
+        r = LOOM_SUCCESS;
+        goto out;
+    }
+    r = loom_comm_init(newcomm, members, &ids[group[0].rank], newrank);
+out:
+    free(all);
+    free(ids);
+    return r;
+}
+
+/* ---- destroy, abort, queries ---- */
+
+/* Wait until the calls issued so far have run (they all have deadlines). */
+static void drain(struct loom_comm *c, int64_t limit_ms)
+{
+    uint64_t deadline = net_deadline(limit_ms);
+    pthread_mutex_lock(&c->order_lock);
+    while ((c->now_serving != c->next_ticket && atomic_load(&c->status) == LOOM_SUCCESS) ||
+           atomic_load(&c->active) > 0) {
+        if (net_ms_left(deadline) == 0) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 5 * 1000000;
+        if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+        pthread_cond_timedwait(&c->order_cv, &c->order_lock, &ts);
+    }
+    c->torn_down = true;
+    pthread_mutex_unlock(&c->order_lock);
+}
+
+loom_result_t loom_comm_destroy(loom_comm_t c)
+{
+    if (c == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_destroy: comm is NULL");
+    drain(c, c->cfg.timeout_ms);
+    bool orderly = atomic_load(&c->status) == LOOM_SUCCESS && atomic_load(&c->active) == 0;
+    /* After a failure nobody may be left waiting on us: say why before leaving. */
+    teardown(c, orderly);
+    LOOM_INFO(LOOM_SUB_INIT, "communicator destroyed (rank %d of %d)", c->rank, c->nranks);
+    comm_unref(c);
+    return LOOM_SUCCESS;
+}
+
+loom_result_t loom_comm_abort(loom_comm_t c)
+{
+    if (c == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_abort: comm is NULL");
+    atomic_store(&c->aborting, true);
+    comm_fail(c, LOOM_ERR_ABORTED, true, "rank %d aborted the communicator (loom_comm_abort)", c->rank);
+    /* Waiters re-check the status at least every 10 ms; give them a moment, then
+       tear down regardless (bounded: abort never hangs). */
+    drain(c, 2000);
+    if (atomic_load(&c->active) > 0) {
+        /* A call still runs (stuck in a system call?): freeing its links would crash
+           it. Leak them rather; the status makes every later call fail at once. */
+        LOOM_WARN(LOOM_SUB_INIT, "loom_comm_abort: a call is still running after 2 s; leaking its resources");
+        return LOOM_SUCCESS;
+    }
+    teardown(c, false);
+    comm_unref(c);
+    return LOOM_SUCCESS;
+}
+
+loom_result_t loom_comm_get_error(loom_comm_t c)
+{
+    if (c == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_get_error: comm is NULL");
+    return (loom_result_t)atomic_load(&c->status);
+}
+
+int loom_comm_rank(loom_comm_t c) { return c ? c->rank : -1; }
+int loom_comm_size(loom_comm_t c) { return c ? c->nranks : -1; }

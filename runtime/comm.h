@@ -1,0 +1,99 @@
+/* comm.h: the communicator, as runtime/ and algos/ see it. Fields are grouped by who
+ * owns them; a field belongs to one of: set at init (read-only after), the
+ * connection table (conn_lock), failure state (atomics + err_lock), issue order
+ * (order_lock). Not public: include/loom.h holds the API. */
+#ifndef LOOM_COMM_H
+#define LOOM_COMM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "loom.h"
+#include "transport.h"
+
+#define LOOM_MAX_RANKS 1024
+
+/* Settings read once per communicator from the env table. */
+struct loom_config {
+    uint32_t nslots;        /* FIFO slots per link (power of two)              */
+    size_t   slot_bytes;    /* bytes per slot (multiple of 64)                 */
+    int64_t  timeout_ms;    /* deadline of every wait                          */
+    int64_t  spin_ns;       /* spin before sleeping                            */
+    int64_t  heartbeat_ms;  /* control heartbeat interval                      */
+    int      force;         /* 0 auto, 1 shm, 2 tcp                            */
+};
+
+struct loom_progress;
+
+struct loom_comm {
+    /* ---- set at init, read-only afterwards ---- */
+    int rank, nranks;
+    struct loom_peer_info *peers;   /* (nranks); peers[rank] is this process       */
+    uint8_t secret[16];             /* from the id: every connection presents it   */
+    char tag[17];                   /* hex of secret[0..7]: names shm segments     */
+    struct loom_config cfg;
+    int local_nranks;               /* ranks on this host (incl. me)               */
+    int listen_fd;                  /* control and tcp data connections arrive here */
+    struct loom_progress *prog;
+
+    /* ---- connections, created on first use (conn_lock) ---- */
+    pthread_mutex_t conn_lock;
+    struct loom_conn *_Atomic *send;   /* (nranks) */
+    struct loom_conn *_Atomic *recv;   /* (nranks) */
+
+    /* ---- failure: status is LOOM_SUCCESS until the comm breaks ---- */
+    _Atomic int status;
+    _Atomic bool aborting;
+    _Atomic bool *peer_gone;           /* (nranks) peer said BYE (orderly destroy)  */
+    pthread_mutex_t err_lock;
+    char err[768];                     /* detail of the last failure (err_lock)     */
+
+    /* ---- issue order: calls run in the order they were issued ---- */
+    pthread_mutex_t order_lock;
+    pthread_cond_t order_cv;
+    uint64_t next_ticket, now_serving;
+    uint32_t coll_seq;                 /* collectives run; checked against peers    */
+    _Atomic int active;                /* operations executing now                  */
+    bool torn_down;                    /* resources released (destroy/abort)        */
+
+    _Atomic int refs;                  /* user handle + queued stream operations    */
+};
+
+/* ---- comm.c ---- */
+void comm_ref(struct loom_comm *c);
+void comm_unref(struct loom_comm *c);
+/* The connection to/from peer, connecting it on first use. */
+loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out);
+/* "rank 3 (host pid 1234)" */
+void comm_peer_name(const struct loom_comm *c, int peer, char *buf, size_t len);
+
+/* ---- error.c ---- */
+/* Break the communicator: the first failure wins and is logged; later calls return
+   code. tell_peers broadcasts the reason so every rank stops waiting. */
+void comm_fail(struct loom_comm *c, loom_result_t code, bool tell_peers, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Record the detail of a failed call that leaves the comm usable (bad argument).
+   c may be NULL (thread-local detail). Returns code. */
+loom_result_t loom_set_error(struct loom_comm *c, loom_result_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- progress.c: one thread per comm ---- */
+loom_result_t progress_start(struct loom_comm *c, char *err, size_t errlen);
+/* Wait until the control mesh to every peer is up. */
+loom_result_t progress_wait_mesh(struct loom_comm *c, uint64_t deadline_ns, char *err, size_t errlen);
+/* Make the thread look at the proxied connections now. */
+void progress_kick(struct loom_progress *p);
+/* Hand a connected tcp connection to the thread. */
+void progress_add_conn(struct loom_progress *p, struct loom_conn *conn);
+/* Ask the thread to send ABORT with the comm's error to every peer. */
+void progress_tell_peers(struct loom_progress *p);
+/* Append "rank 2 (host pid 9) silent for 3.1 s" for peers not heard from lately. */
+void progress_silence_report(struct loom_progress *p, char *buf, size_t len);
+/* Send the rank-to-rank handshake (struct conn_hello) on a fresh connection. */
+loom_result_t progress_send_hello(struct loom_comm *c, int fd, uint32_t kind, int dst,
+                                  uint64_t deadline_ns);
+/* Stop the thread. orderly: flush tcp sends and say BYE first (bounded). */
+void progress_stop(struct loom_progress *p, bool orderly);
+
+#endif

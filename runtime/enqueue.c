@@ -1,0 +1,358 @@
+/* enqueue.c: the collective entry points of loom.h.
+ * Checks every argument before anything moves (a bad call returns
+ * LOOM_ERR_INVALID_ARGUMENT and changes nothing), gives the call its ticket in the
+ * communicator's issue order, and runs it now (NULL stream) or queues it on a stream.
+ * Between loom_group_start and loom_group_end calls are recorded; at the end the
+ * sends and recvs of one communicator are fused into one concurrent operation.
+ * Not here: the algorithms (algos/) or the failure machinery (comm.c, progress.c).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "enqueue.h"
+#include "exec.h"
+#include "log.h"
+
+/* ---- issue order ---- */
+
+static uint64_t take_ticket(struct loom_comm *c)
+{
+    pthread_mutex_lock(&c->order_lock);
+    uint64_t t = c->next_ticket++;
+    pthread_mutex_unlock(&c->order_lock);
+    return t;
+}
+
+loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t ticket)
+{
+    loom_result_t r = LOOM_SUCCESS;
+    uint64_t deadline = net_deadline(c->cfg.timeout_ms);
+    pthread_mutex_lock(&c->order_lock);
+    while (c->now_serving != ticket && !c->torn_down && atomic_load(&c->status) == LOOM_SUCCESS) {
+        if (net_ms_left(deadline) == 0) {
+            r = LOOM_ERR_TIMEOUT;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10 * 1000000;
+        if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+        pthread_cond_timedwait(&c->order_cv, &c->order_lock, &ts);
+    }
+    bool runs = r == LOOM_SUCCESS && c->now_serving == ticket && !c->torn_down &&
+                atomic_load(&c->status) == LOOM_SUCCESS;
+    if (runs) atomic_fetch_add(&c->active, 1);
+    pthread_mutex_unlock(&c->order_lock);
+
+    if (!runs) {
+        if (r == LOOM_ERR_TIMEOUT)
+            comm_fail(c, r, true, "%s waited %lld ms for the earlier calls on this communicator",
+                      coll_name(op->coll), (long long)c->cfg.timeout_ms);
+        int st = atomic_load(&c->status);
+        return st != LOOM_SUCCESS ? (loom_result_t)st : c->torn_down ? LOOM_ERR_ABORTED : r;
+    }
+    if (op->barrier) op->send = op->recv = op->scratch;
+    r = exec_host_run(c, op);
+
+    pthread_mutex_lock(&c->order_lock);
+    c->now_serving++;
+    atomic_fetch_sub(&c->active, 1);
+    pthread_cond_broadcast(&c->order_cv);
+    pthread_mutex_unlock(&c->order_lock);
+    return r;
+}
+
+static loom_result_t submit(struct loom_comm *c, struct loom_op *op, loom_stream_t s)
+{
+    uint64_t ticket = take_ticket(c);
+    if (s == NULL) return enqueue_run(c, op, ticket);
+    struct loom_op *copy = malloc(sizeof *copy);
+    if (copy == NULL) goto oom;
+    *copy = *op;
+    if (op->np2p) {
+        copy->p2p = malloc(sizeof *copy->p2p * (size_t)op->np2p);
+        if (copy->p2p == NULL) { free(copy); goto oom; }
+        memcpy(copy->p2p, op->p2p, sizeof *copy->p2p * (size_t)op->np2p);
+    }
+    return stream_submit(s, c, copy, ticket);
+oom:
+    /* The ticket is taken: run nothing, but keep the order moving. */
+    comm_fail(c, LOOM_ERR_SYSTEM, true, "out of memory queueing %s", coll_name(op->coll));
+    return LOOM_ERR_SYSTEM;
+}
+
+/* ---- groups ---- */
+
+struct group_item {
+    struct loom_comm *c;
+    loom_stream_t s;
+    struct loom_op op;        /* COLL_P2P: one item in op.p2p_one */
+    struct p2p_item one;
+};
+
+static _Thread_local struct {
+    int depth;
+    struct group_item *items;
+    int n, cap;
+} group;
+
+loom_result_t loom_group_start(void)
+{
+    if (group.depth >= 1024)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_USAGE, "loom_group_start nested too deep");
+    group.depth++;
+    return LOOM_SUCCESS;
+}
+
+static loom_result_t group_add(struct loom_comm *c, const struct loom_op *op, loom_stream_t s)
+{
+    if (group.n == group.cap) {
+        int cap = group.cap ? 2 * group.cap : 32;
+        struct group_item *n = realloc(group.items, sizeof *n * (size_t)cap);
+        if (n == NULL) return loom_set_error(c, LOOM_ERR_SYSTEM, "out of memory in a group");
+        group.items = n;
+        group.cap = cap;
+    }
+    struct group_item *g = &group.items[group.n++];
+    *g = (struct group_item){ .c = c, .s = s, .op = *op };
+    if (op->coll == COLL_P2P) g->one = op->p2p[0];
+    return LOOM_SUCCESS;
+}
+
+/* Self sends and self recvs must pair up, in order, with equal sizes. */
+static loom_result_t check_self_pairs(struct loom_comm *c, const struct p2p_item *it, int n)
+{
+    int ns = 0, nr = 0;
+    for (int i = 0; i < n; i++) {
+        if (it[i].peer != c->rank) continue;
+        if (it[i].is_send) ns++;
+        else nr++;
+    }
+    for (int k = 0, i = 0, j = 0; k < ns && k < nr; k++, i++, j++) {
+        while (!(it[i].peer == c->rank && it[i].is_send)) i++;
+        while (!(it[j].peer == c->rank && !it[j].is_send)) j++;
+        if (it[i].count * loom_dtype_size(it[i].dt) != it[j].count * loom_dtype_size(it[j].dt))
+            return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT,
+                                  "group: send to self #%d has %zu bytes, recv from self has %zu", k,
+                                  it[i].count * loom_dtype_size(it[i].dt), it[j].count * loom_dtype_size(it[j].dt));
+    }
+    if (ns != nr)
+        return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT,
+                              "group: %d sends to self but %d recvs from self (rank %d)", ns, nr, c->rank);
+    return LOOM_SUCCESS;
+}
+
+loom_result_t loom_group_end(void)
+{
+    if (group.depth == 0)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_USAGE, "loom_group_end without loom_group_start");
+    if (--group.depth > 0) return LOOM_SUCCESS;
+    loom_result_t first = LOOM_SUCCESS;
+    for (int i = 0; i < group.n;) {
+        struct group_item *g = &group.items[i];
+        loom_result_t r;
+        if (g->op.coll != COLL_P2P) {
+            r = submit(g->c, &g->op, g->s);
+            i++;
+        } else {
+            /* fuse the run of p2p items of this communicator */
+            int j = i, n = 0;
+            while (j < group.n && group.items[j].op.coll == COLL_P2P && group.items[j].c == g->c) j++;
+            struct p2p_item *items = malloc(sizeof *items * (size_t)(j - i));
+            if (items == NULL) {
+                r = loom_set_error(g->c, LOOM_ERR_SYSTEM, "out of memory in a group");
+            } else {
+                for (int k = i; k < j; k++) items[n++] = group.items[k].one;
+                struct loom_op op = { .coll = COLL_P2P, .p2p = items, .np2p = n, .root = -1,
+                                      .dt = LOOM_UINT8 };
+                r = check_self_pairs(g->c, items, n);
+                if (r == LOOM_SUCCESS) r = submit(g->c, &op, g->s);
+                free(items);
+            }
+            i = j;
+        }
+        if (first == LOOM_SUCCESS) first = r;
+    }
+    group.n = 0;
+    return first;
+}
+
+/* ---- argument checks ---- */
+
+static loom_result_t check_comm(struct loom_comm *c, const char *fn)
+{
+    if (c == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "%s: comm is NULL", fn);
+    int st = atomic_load(&c->status);
+    if (st != LOOM_SUCCESS) return (loom_result_t)st;   /* detail already recorded */
+    if (c->torn_down) return loom_set_error(c, LOOM_ERR_INVALID_USAGE, "%s: communicator destroyed", fn);
+    return LOOM_SUCCESS;
+}
+
+static loom_result_t check_types(struct loom_comm *c, const char *fn, loom_dtype_t dt, int op)
+{
+    if ((unsigned)dt >= LOOM_NUM_DTYPES)
+        return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "%s: unknown dtype %d", fn, (int)dt);
+    if (op >= 0 && op >= LOOM_NUM_OPS)
+        return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "%s: unknown op %d", fn, op);
+    return LOOM_SUCCESS;
+}
+
+/* count elements times mult ranks must fit in memory. */
+static loom_result_t check_size(struct loom_comm *c, const char *fn, size_t count, loom_dtype_t dt, size_t mult)
+{
+    size_t e = loom_dtype_size(dt);
+    if (count > (size_t)PTRDIFF_MAX / e / mult || count > UINT64_MAX / 2)
+        return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT,
+                              "%s: count %zu of %s (x%zu ranks) overflows the address space", fn, count,
+                              loom_dtype_name(dt), mult);
+    return LOOM_SUCCESS;
+}
+
+static loom_result_t check_buf(struct loom_comm *c, const char *fn, const void *p, size_t count, const char *which)
+{
+    if (p == NULL && count > 0)
+        return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "%s: %s buffer is NULL with count %zu", fn, which, count);
+    return LOOM_SUCCESS;
+}
+
+static loom_result_t check_rank(struct loom_comm *c, const char *fn, int r, const char *which)
+{
+    if (r < 0 || r >= c->nranks)
+        return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "%s: %s %d out of range [0, %d)", fn, which, r, c->nranks);
+    return LOOM_SUCCESS;
+}
+
+#define LOOM_RETURN_IF_ERR(expr) do { loom_result_t r_ = (expr); if (r_ != LOOM_SUCCESS) return r_; } while (0)
+
+static loom_result_t dispatch(struct loom_comm *c, struct loom_op *op, loom_stream_t s)
+{
+    if (group.depth > 0) return group_add(c, op, s);
+    if (op->count == 0 && !op->barrier) return LOOM_SUCCESS;   /* nothing moves, as in NCCL */
+    return submit(c, op, s);
+}
+
+/* ---- entry points ---- */
+
+loom_result_t loom_allreduce(const void *send, void *recv, size_t count, loom_dtype_t dt,
+                             loom_op_t op, loom_comm_t c, loom_stream_t s)
+{
+    const char *fn = "loom_allreduce";
+    LOOM_RETURN_IF_ERR(check_comm(c, fn));
+    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, (int)op));
+    LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, 1));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, send, count, "send"));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, count, "recv"));
+    struct loom_op o = { .coll = COLL_ALLREDUCE, .send = send, .recv = recv, .count = count,
+                         .dt = dt, .op = op, .root = -1 };
+    return dispatch(c, &o, s);
+}
+
+loom_result_t loom_reduce(const void *send, void *recv, size_t count, loom_dtype_t dt,
+                          loom_op_t op, int root, loom_comm_t c, loom_stream_t s)
+{
+    const char *fn = "loom_reduce";
+    LOOM_RETURN_IF_ERR(check_comm(c, fn));
+    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, (int)op));
+    LOOM_RETURN_IF_ERR(check_rank(c, fn, root, "root"));
+    LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, 1));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, send, count, "send"));
+    if (c->rank == root) LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, count, "recv"));
+    struct loom_op o = { .coll = COLL_REDUCE, .send = send, .recv = recv, .count = count,
+                         .dt = dt, .op = op, .root = root };
+    return dispatch(c, &o, s);
+}
+
+loom_result_t loom_broadcast(const void *send, void *recv, size_t count, loom_dtype_t dt,
+                             int root, loom_comm_t c, loom_stream_t s)
+{
+    const char *fn = "loom_broadcast";
+    LOOM_RETURN_IF_ERR(check_comm(c, fn));
+    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, -1));
+    LOOM_RETURN_IF_ERR(check_rank(c, fn, root, "root"));
+    LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, 1));
+    if (c->rank == root) LOOM_RETURN_IF_ERR(check_buf(c, fn, send, count, "send"));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, count, "recv"));
+    struct loom_op o = { .coll = COLL_BROADCAST, .send = c->rank == root ? send : recv, .recv = recv,
+                         .count = count, .dt = dt, .op = LOOM_SUM, .root = root };
+    return dispatch(c, &o, s);
+}
+
+loom_result_t loom_allgather(const void *send, void *recv, size_t sendcount, loom_dtype_t dt,
+                             loom_comm_t c, loom_stream_t s)
+{
+    const char *fn = "loom_allgather";
+    LOOM_RETURN_IF_ERR(check_comm(c, fn));
+    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, -1));
+    LOOM_RETURN_IF_ERR(check_size(c, fn, sendcount, dt, (size_t)c->nranks));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, send, sendcount, "send"));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, sendcount, "recv"));
+    struct loom_op o = { .coll = COLL_ALLGATHER, .send = send, .recv = recv, .count = sendcount,
+                         .dt = dt, .op = LOOM_SUM, .root = -1 };
+    return dispatch(c, &o, s);
+}
+
+loom_result_t loom_reduce_scatter(const void *send, void *recv, size_t recvcount, loom_dtype_t dt,
+                                  loom_op_t op, loom_comm_t c, loom_stream_t s)
+{
+    const char *fn = "loom_reduce_scatter";
+    LOOM_RETURN_IF_ERR(check_comm(c, fn));
+    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, (int)op));
+    LOOM_RETURN_IF_ERR(check_size(c, fn, recvcount, dt, (size_t)c->nranks));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, send, recvcount, "send"));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, recvcount, "recv"));
+    struct loom_op o = { .coll = COLL_REDUCE_SCATTER, .send = send, .recv = recv, .count = recvcount,
+                         .dt = dt, .op = op, .root = -1 };
+    return dispatch(c, &o, s);
+}
+
+loom_result_t loom_alltoall(const void *send, void *recv, size_t count, loom_dtype_t dt,
+                            loom_comm_t c, loom_stream_t s)
+{
+    const char *fn = "loom_alltoall";
+    LOOM_RETURN_IF_ERR(check_comm(c, fn));
+    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, -1));
+    LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, (size_t)c->nranks));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, send, count, "send"));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, count, "recv"));
+    struct loom_op o = { .coll = COLL_ALLTOALL, .send = send, .recv = recv, .count = count,
+                         .dt = dt, .op = LOOM_SUM, .root = -1 };
+    return dispatch(c, &o, s);
+}
+
+static loom_result_t p2p(const char *fn, bool is_send, void *buf, size_t count, loom_dtype_t dt,
+                         int peer, loom_comm_t c, loom_stream_t s)
+{
+    LOOM_RETURN_IF_ERR(check_comm(c, fn));
+    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, -1));
+    LOOM_RETURN_IF_ERR(check_rank(c, fn, peer, "peer"));
+    LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, 1));
+    LOOM_RETURN_IF_ERR(check_buf(c, fn, buf, count, "the"));
+    if (peer == c->rank && group.depth == 0)
+        return loom_set_error(c, LOOM_ERR_INVALID_USAGE,
+                              "%s to self outside a group would wait forever; pair it with a "
+                              "%s inside loom_group_start/end", fn, is_send ? "loom_recv" : "loom_send");
+    struct p2p_item it = { .is_send = is_send, .peer = peer, .buf = buf, .count = count, .dt = dt };
+    struct loom_op o = { .coll = COLL_P2P, .p2p = &it, .np2p = 1, .root = -1, .dt = LOOM_UINT8,
+                         .count = count };
+    return dispatch(c, &o, s);
+}
+
+loom_result_t loom_send(const void *buf, size_t count, loom_dtype_t dt, int peer, loom_comm_t c, loom_stream_t s)
+{
+    return p2p("loom_send", true, (void *)buf, count, dt, peer, c, s);
+}
+
+loom_result_t loom_recv(void *buf, size_t count, loom_dtype_t dt, int peer, loom_comm_t c, loom_stream_t s)
+{
+    return p2p("loom_recv", false, buf, count, dt, peer, c, s);
+}
+
+loom_result_t loom_barrier(loom_comm_t c, loom_stream_t s)
+{
+    LOOM_RETURN_IF_ERR(check_comm(c, "loom_barrier"));
+    struct loom_op o = { .coll = COLL_ALLREDUCE, .count = 1, .dt = LOOM_INT32, .op = LOOM_SUM,
+                         .root = -1, .barrier = true };
+    return dispatch(c, &o, s);
+}

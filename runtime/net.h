@@ -1,0 +1,60 @@
+/* net.h: sockets for bootstrap, the control mesh and the tcp transport.
+ * Address form on the wire, interface choice (LOOM_SOCKET_IFNAME, NCCL's syntax),
+ * and blocking helpers that always take a deadline. Not a transport: tcp.c moves
+ * FIFO slots; this file only opens, connects and reads/writes whole buffers. */
+#ifndef LOOM_NET_H
+#define LOOM_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include "loom.h"
+
+/* A socket address as sent between hosts (fixed layout):
+ *  offset size field
+ *  0      2    family   4 or 6
+ *  2      2    port     host byte order
+ *  4      4    scope    IPv6 scope id (0 otherwise)
+ *  8      16   ip       IPv4 in the first 4 bytes, or IPv6
+ */
+struct loom_addr {
+    uint16_t family;
+    uint16_t port;
+    uint32_t scope;
+    uint8_t  ip[16];
+};
+
+uint64_t net_now_ns(void);                   /* CLOCK_MONOTONIC */
+uint64_t net_deadline(int64_t timeout_ms);   /* now + timeout */
+int      net_ms_left(uint64_t deadline_ns);  /* >= 0, capped at INT32 range */
+
+void net_addr_to_sockaddr(const struct loom_addr *a, struct sockaddr_storage *ss, socklen_t *len);
+void net_addr_from_sockaddr(struct loom_addr *a, const struct sockaddr *sa);
+/* "1.2.3.4:5" or "[fd00::1]:5" */
+void net_addr_str(const struct loom_addr *a, char *buf, size_t len);
+/* Parses "host:port", "[v6]:port" or "v4:port"; host names are resolved. */
+loom_result_t net_addr_parse(const char *s, struct loom_addr *a, char *err, size_t errlen);
+
+/* The address of the interface this process communicates on (port 0): chosen by
+   LOOM_SOCKET_IFNAME and LOOM_SOCKET_FAMILY, loopback only when it is all there is.
+   ifname receives the interface name. */
+loom_result_t net_pick_interface(struct loom_addr *a, char *ifname, size_t iflen,
+                                 char *err, size_t errlen);
+/* NCCL_SOCKET_IFNAME matching: "eth,ib" prefixes, "^docker,lo" excludes,
+   "=eth0" exact. Exposed for tests. */
+bool net_ifname_matches(const char *spec, const char *ifname);
+
+/* Listening socket bound to a (port 0: any); a->port is updated. */
+loom_result_t net_listen(struct loom_addr *a, int *fd, char *err, size_t errlen);
+/* Connect, retrying refused connections until the deadline (the peer may not be up). */
+loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, int *fd,
+                          char *err, size_t errlen);
+/* Whole-buffer I/O on a blocking or non-blocking socket, bounded by the deadline.
+   LOOM_ERR_REMOTE on EOF/reset, LOOM_ERR_TIMEOUT past the deadline. */
+loom_result_t net_send_all(int fd, const void *buf, size_t len, uint64_t deadline_ns);
+loom_result_t net_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ns);
+void          net_set_nonblock(int fd);
+void          net_set_nodelay(int fd);
+
+#endif

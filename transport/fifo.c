@@ -1,0 +1,49 @@
+/* fifo.c: the slot FIFO shared by every transport (layout in transport.h).
+ * Posting and releasing are a store-release of a counter plus a futex wake when the
+ * other side said it is asleep; the sleeper registers first, then re-checks, then
+ * sleeps, so a wake cannot be lost (both sides use sequentially consistent atomics).
+ * Futexes are not FUTEX_PRIVATE: the counters live in memory shared by processes. */
+#include "transport.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+size_t fifo_map_bytes(uint32_t nslots, size_t slot_bytes)
+{
+    return FIFO_DATA_OFFSET + (size_t)nslots * slot_bytes;
+}
+
+static void futex_wake(_Atomic uint32_t *addr)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+void fifo_post(struct fifo *f, const struct slot_meta *m)
+{
+    uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
+    f->ctrl->meta[t & (f->nslots - 1)] = *m;
+    atomic_store(&f->ctrl->tail, t + 1);            /* seq_cst: orders the load below */
+    if (atomic_load(&f->ctrl->rx_sleepers)) futex_wake(&f->ctrl->tail);
+}
+
+void fifo_release(struct fifo *f)
+{
+    uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_relaxed);
+    atomic_store(&f->ctrl->head, h + 1);
+    if (atomic_load(&f->ctrl->tx_sleepers)) futex_wake(&f->ctrl->head);
+}
+
+void fifo_sleep(struct fifo *f, bool on_tail, uint32_t seen, int64_t timeout_us)
+{
+    _Atomic uint32_t *ctr = on_tail ? &f->ctrl->tail : &f->ctrl->head;
+    _Atomic uint32_t *sleepers = on_tail ? &f->ctrl->rx_sleepers : &f->ctrl->tx_sleepers;
+    if (timeout_us <= 0) return;
+    struct timespec ts = { .tv_sec = timeout_us / 1000000, .tv_nsec = (timeout_us % 1000000) * 1000 };
+    atomic_fetch_add(sleepers, 1);
+    if (atomic_load(ctr) == seen)
+        syscall(SYS_futex, (uint32_t *)ctr, FUTEX_WAIT, seen, &ts, NULL, 0);
+    atomic_fetch_sub(sleepers, 1);
+}

@@ -1,0 +1,234 @@
+/* tcp.c: the tcp transport, driven by the progress thread.
+ * Each side of a directed link keeps a private FIFO (same layout as shm, in
+ * anonymous memory). The executor fills or drains it exactly as with shm; the
+ * progress thread moves whole slots between it and a non-blocking socket.
+ *
+ * Wire format, one message per slot (fixed layout):
+ *  offset size          field
+ *  0      24            struct slot_meta (bytes, kind, count, seq, root)
+ *  24     meta.bytes    payload
+ *
+ * The sender connects to the receiver's listener and presents the handshake
+ * (struct conn_hello, kind CONN_DATA); the receiver's progress thread checks the
+ * secret and attaches the socket to its receive FIFO (tcp_attach_recv).
+ * Not here: what happens when the peer dies (its control socket reports that). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <poll.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "comm.h"
+#include "log.h"
+
+struct tcp_priv {
+    int fd;                   /* -1 until connected / attached                      */
+    size_t off;               /* bytes of the current message already moved         */
+    struct slot_meta rmeta;   /* receiver: header of the message being read         */
+    bool blocked;             /* sender: last write hit EAGAIN                       */
+    bool broken;              /* socket closed or failed; nothing more moves         */
+};
+
+static bool tcp_can_connect(const struct loom_peer_info *me, const struct loom_peer_info *peer)
+{
+    (void)me;
+    (void)peer;
+    return true;
+}
+
+static loom_result_t tcp_alloc(struct loom_conn *c, char *err, size_t errlen)
+{
+    struct loom_comm *comm = c->comm;
+    size_t bytes = fifo_map_bytes(comm->cfg.nslots, comm->cfg.slot_bytes);
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    struct tcp_priv *tp = calloc(1, sizeof *tp);
+    if (mem == MAP_FAILED || tp == NULL) {
+        if (mem != MAP_FAILED) munmap(mem, bytes);
+        free(tp);
+        snprintf(err, errlen, "cannot allocate a %zu-byte tcp FIFO", bytes);
+        return LOOM_ERR_SYSTEM;
+    }
+    tp->fd = -1;
+    c->fifo.ctrl = mem;
+    c->fifo.data = (char *)mem + FIFO_DATA_OFFSET;
+    c->fifo.nslots = comm->cfg.nslots;
+    c->fifo.slot_bytes = comm->cfg.slot_bytes;
+    c->fifo.map_bytes = bytes;
+    c->priv = tp;
+    c->proxied = true;
+    return LOOM_SUCCESS;
+}
+
+static void tcp_close(struct loom_conn *c)
+{
+    struct tcp_priv *tp = c->priv;
+    if (tp == NULL) return;
+    if (tp->fd >= 0) close(tp->fd);
+    munmap(c->fifo.ctrl, c->fifo.map_bytes);
+    free(tp);
+    c->priv = NULL;
+}
+
+/* Executor thread: connect to the peer's listener (bounded by the timeout). */
+static loom_result_t tcp_connect_send(struct loom_conn *c, char *err, size_t errlen)
+{
+    struct loom_comm *comm = c->comm;
+    loom_result_t r = tcp_alloc(c, err, errlen);
+    if (r != LOOM_SUCCESS) return r;
+    struct tcp_priv *tp = c->priv;
+    uint64_t deadline = net_deadline(comm->cfg.timeout_ms);
+    r = net_connect(&comm->peers[c->peer].addr, deadline, &tp->fd, err, errlen);
+    if (r == LOOM_SUCCESS) r = progress_send_hello(comm, tp->fd, CONN_DATA, c->peer, deadline);
+    if (r != LOOM_SUCCESS) {
+        if (err[0] == '\0') snprintf(err, errlen, "handshake failed");
+        tcp_close(c);
+        return r;
+    }
+    net_set_nonblock(tp->fd);
+    progress_add_conn(comm->prog, c);
+    return LOOM_SUCCESS;
+}
+
+/* The socket arrives later, through tcp_attach_recv. */
+static loom_result_t tcp_connect_recv(struct loom_conn *c, char *err, size_t errlen)
+{
+    loom_result_t r = tcp_alloc(c, err, errlen);
+    if (r == LOOM_SUCCESS) progress_add_conn(c->comm->prog, c);
+    return r;
+}
+
+loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, char *err, size_t errlen)
+{
+    struct loom_conn *c;
+    loom_result_t r = comm_conn(comm, src, false, &c);
+    if (r != LOOM_SUCCESS) {
+        snprintf(err, errlen, "%s", loom_last_error(comm));
+        return r;
+    }
+    struct tcp_priv *tp = c->priv;
+    if (c->tp != &loom_transport_tcp || tp->fd >= 0) {
+        snprintf(err, errlen, "unexpected tcp data connection (link uses %s)", c->tp->name);
+        return LOOM_ERR_INTERNAL;
+    }
+    net_set_nonblock(fd);
+    net_set_nodelay(fd);
+    tp->fd = fd;
+    LOOM_TRACE(LOOM_SUB_NET, "tcp link from rank %d attached", src);
+    return LOOM_SUCCESS;
+}
+
+/* ---- progress (progress thread only) ---- */
+
+static loom_result_t send_progress(struct loom_conn *c, struct tcp_priv *tp, bool *did,
+                                   char *err, size_t errlen)
+{
+    for (int guard = 0; guard < 1024; guard++) {
+        struct slot_meta m;
+        char *slot = fifo_recv_slot(&c->fifo, &m);
+        if (slot == NULL) return LOOM_SUCCESS;
+        size_t hdr = sizeof m, total = hdr + m.bytes;
+        struct iovec iov[2];
+        int n = 0;
+        if (tp->off < hdr) iov[n++] = (struct iovec){ (char *)&m + tp->off, hdr - tp->off };
+        size_t doff = tp->off > hdr ? tp->off - hdr : 0;
+        if (m.bytes > doff) iov[n++] = (struct iovec){ slot + doff, m.bytes - doff };
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+        ssize_t w = sendmsg(tp->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) { tp->blocked = true; return LOOM_SUCCESS; }
+            if (errno == EINTR) continue;
+            tp->broken = true;
+            snprintf(err, errlen, "send: %s", strerror(errno));
+            return LOOM_ERR_REMOTE;
+        }
+        tp->blocked = false;
+        *did = true;
+        tp->off += (size_t)w;
+        if (tp->off < total) continue;
+        tp->off = 0;
+        fifo_release(&c->fifo);      /* wakes an executor waiting for room */
+    }
+    return LOOM_SUCCESS;
+}
+
+static loom_result_t recv_progress(struct loom_conn *c, struct tcp_priv *tp, bool *did,
+                                   char *err, size_t errlen)
+{
+    for (int guard = 0; guard < 1024; guard++) {
+        char *slot = fifo_send_slot(&c->fifo);
+        if (slot == NULL) return LOOM_SUCCESS;          /* FIFO full: wait for a kick */
+        size_t hdr = sizeof tp->rmeta;
+        ssize_t n;
+        if (tp->off < hdr)
+            n = recv(tp->fd, (char *)&tp->rmeta + tp->off, hdr - tp->off, MSG_DONTWAIT);
+        else
+            n = recv(tp->fd, slot + (tp->off - hdr), tp->rmeta.bytes - (tp->off - hdr), MSG_DONTWAIT);
+        if (n == 0) {
+            tp->broken = true;                          /* the peer closed: its control */
+            atomic_store(&c->eof, true);                /* socket says whether it died  */
+            return LOOM_SUCCESS;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return LOOM_SUCCESS;
+            if (errno == EINTR) continue;
+            tp->broken = true;
+            atomic_store(&c->eof, true);
+            snprintf(err, errlen, "recv: %s", strerror(errno));
+            return errno == ECONNRESET ? LOOM_SUCCESS : LOOM_ERR_REMOTE;
+        }
+        *did = true;
+        tp->off += (size_t)n;
+        if (tp->off == hdr && tp->rmeta.bytes > c->fifo.slot_bytes) {
+            tp->broken = true;
+            snprintf(err, errlen, "corrupt stream: message of %u bytes, slots hold %zu",
+                     tp->rmeta.bytes, c->fifo.slot_bytes);
+            return LOOM_ERR_REMOTE;
+        }
+        if (tp->off < hdr + tp->rmeta.bytes) continue;
+        tp->off = 0;
+        fifo_post(&c->fifo, &tp->rmeta);                /* wakes a waiting executor */
+    }
+    return LOOM_SUCCESS;
+}
+
+static loom_result_t tcp_progress(struct loom_conn *c, bool *did, char *err, size_t errlen)
+{
+    struct tcp_priv *tp = c->priv;
+    if (tp->fd < 0 || tp->broken) return LOOM_SUCCESS;
+    return c->is_send ? send_progress(c, tp, did, err, errlen) : recv_progress(c, tp, did, err, errlen);
+}
+
+static int tcp_poll_fd(struct loom_conn *c, short *events)
+{
+    struct tcp_priv *tp = c->priv;
+    *events = 0;
+    if (tp->fd < 0 || tp->broken) return -1;
+    if (c->is_send) {
+        if (tp->blocked) *events = POLLOUT;
+    } else if (fifo_send_slot(&c->fifo) != NULL) {
+        *events = POLLIN;
+    }
+    return tp->fd;
+}
+
+static bool tcp_send_pending(struct loom_conn *c)
+{
+    struct tcp_priv *tp = c->priv;
+    if (tp->fd < 0 || tp->broken) return false;
+    return atomic_load(&c->fifo.ctrl->tail) != atomic_load(&c->fifo.ctrl->head);
+}
+
+const struct loom_transport loom_transport_tcp = {
+    .name = "tcp",
+    .can_connect = tcp_can_connect,
+    .connect_send = tcp_connect_send,
+    .connect_recv = tcp_connect_recv,
+    .progress = tcp_progress,
+    .poll_fd = tcp_poll_fd,
+    .send_pending = tcp_send_pending,
+    .close = tcp_close,
+};

@@ -1,0 +1,166 @@
+/* transport.h: the only transport header algos/ and runtime/ include.
+ *
+ * Connector model: each directed link (src -> dst) owns a FIFO of K slots in memory
+ * the receiver can read, plus head and tail counters. The sender fills the slot at
+ * tail and advances tail; the receiver reads the slot at head (reducing straight out
+ * of it) and advances head. shm puts the FIFO in POSIX shared memory mapped by both
+ * processes, so executors on both sides touch it directly and no thread is needed.
+ * tcp keeps one private FIFO per side; the progress thread moves slots between that
+ * FIFO and the socket, so the executor code is the same for both.
+ *
+ * Shared FIFO layout (struct fifo_ctrl then the slots; offset/size in bytes):
+ *  offset      size       field
+ *  0           4          tail         slots posted by the sender (wrapping u32)
+ *  4           4          rx_sleepers  receivers asleep on tail (futex)
+ *  64          4          head         slots consumed by the receiver (wrapping u32)
+ *  68          4          tx_sleepers  senders asleep on head (futex)
+ *  128         4          attached     processes that mapped it (shm: 2nd unlinks)
+ *  192         24*K       meta[K]      per slot: bytes, and the operation it belongs to
+ *  4096        K*S        slot data    slot i at 4096 + i*S, S = slot_bytes
+ * head and tail sit on different cache lines so the two sides never write one line.
+ */
+#ifndef LOOM_TRANSPORT_H
+#define LOOM_TRANSPORT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "loom.h"
+#include "net.h"
+
+#define FIFO_MAX_SLOTS 64
+#define FIFO_DATA_OFFSET 4096
+
+/* What a slot belongs to: lets the receiver detect a peer that called a different
+   collective, count, dtype, op or root (a user error NCCL would hang on). */
+struct slot_meta {
+    uint32_t bytes;     /* payload bytes in this slot                     */
+    uint32_t kind;      /* coll << 16 | dtype << 8 | op                   */
+    uint64_t count;     /* the call's count argument                      */
+    uint32_t seq;       /* collective number on this comm (0 for p2p)     */
+    int32_t  root;      /* root or -1                                     */
+};
+
+struct fifo_ctrl {
+    _Atomic uint32_t tail;
+    _Atomic uint32_t rx_sleepers;
+    char pad0[56];
+    _Atomic uint32_t head;
+    _Atomic uint32_t tx_sleepers;
+    char pad1[56];
+    _Atomic uint32_t attached;
+    char pad2[60];
+    struct slot_meta meta[FIFO_MAX_SLOTS];
+};
+_Static_assert(sizeof(struct fifo_ctrl) <= FIFO_DATA_OFFSET, "FIFO header too large");
+
+/* One side's view of a FIFO. */
+struct fifo {
+    struct fifo_ctrl *ctrl;
+    char     *data;        /* ctrl + FIFO_DATA_OFFSET                         */
+    uint32_t  nslots;      /* K, power of two <= FIFO_MAX_SLOTS               */
+    size_t    slot_bytes;  /* S, multiple of 64                               */
+    size_t    map_bytes;   /* FIFO_DATA_OFFSET + K*S                          */
+};
+
+size_t fifo_map_bytes(uint32_t nslots, size_t slot_bytes);
+
+/* Sender: the slot at tail if one is free, else NULL. */
+static inline char *fifo_send_slot(struct fifo *f)
+{
+    uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
+    uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_acquire);
+    if (t - h >= f->nslots) return NULL;
+    return f->data + (size_t)(t & (f->nslots - 1)) * f->slot_bytes;
+}
+/* Sender: publish the slot returned by fifo_send_slot with its meta. */
+void fifo_post(struct fifo *f, const struct slot_meta *m);
+
+/* Receiver: the slot at head if one is full (its meta in *m), else NULL. */
+static inline char *fifo_recv_slot(struct fifo *f, struct slot_meta *m)
+{
+    uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_relaxed);
+    uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_acquire);
+    if (t == h) return NULL;
+    uint32_t i = h & (f->nslots - 1);
+    *m = f->ctrl->meta[i];
+    return f->data + (size_t)i * f->slot_bytes;
+}
+/* Receiver: hand the slot back to the sender. */
+void fifo_release(struct fifo *f);
+
+/* Sleep until the counter (tail for a receiver, head for a sender) differs from
+   seen, or timeout_us passes. Spurious returns are allowed; callers re-check. */
+void fifo_sleep(struct fifo *f, bool on_tail, uint32_t seen, int64_t timeout_us);
+
+/* ---- peers and connections ---- */
+
+struct loom_peer_info {          /* sent verbatim during bootstrap */
+    char     host[64];           /* hostname, for messages                        */
+    uint64_t host_id;            /* equal = same host (hostname, boot id, netns)  */
+    int32_t  pid;
+    int32_t  rank;
+    struct loom_addr addr;       /* this rank's listener (control + tcp data)    */
+    uint32_t nslots;             /* FIFO geometry wanted (rank 0's is used)      */
+    uint32_t slot_bytes;
+};
+
+struct loom_comm;
+struct loom_transport;
+
+/* One direction of one peer link, as the executor sees it. */
+struct loom_conn {
+    struct fifo fifo;
+    int peer;
+    bool is_send;
+    bool proxied;                 /* progress thread drives it (tcp)             */
+    _Atomic bool eof;             /* no more data will arrive (tcp: peer closed)  */
+    const struct loom_transport *tp;
+    struct loom_comm *comm;
+    void *priv;                   /* transport state                              */
+};
+
+/* The vtable. Slots carry their contract; use the wrappers below. */
+struct loom_transport {
+    const char *name;   /* "shm", "tcp" */
+    /* Can this transport join me and peer? */
+    bool (*can_connect)(const struct loom_peer_info *me, const struct loom_peer_info *peer);
+    /* Set up one direction: map/allocate the FIFO and reach the peer. Bounded by the
+       comm's timeout; on error the message is in err and nothing is left behind. */
+    loom_result_t (*connect_send)(struct loom_conn *c, char *err, size_t errlen);
+    loom_result_t (*connect_recv)(struct loom_conn *c, char *err, size_t errlen);
+    /* Progress thread only: move bytes between the FIFO and the wire without
+       blocking. Sets *did when something moved. NULL for shm. */
+    loom_result_t (*progress)(struct loom_conn *c, bool *did, char *err, size_t errlen);
+    /* Progress thread only: the fd to poll and the events (0: nothing to wait for). */
+    int (*poll_fd)(struct loom_conn *c, short *events);
+    /* Progress thread only: true while sent slots are not yet on the wire. */
+    bool (*send_pending)(struct loom_conn *c);
+    /* Release everything. Cannot fail; logs problems. */
+    void (*close)(struct loom_conn *c);
+};
+
+extern const struct loom_transport loom_transport_shm;
+extern const struct loom_transport loom_transport_tcp;
+
+/* tcp.c: the progress thread hands it an accepted, authenticated data connection. */
+loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, char *err, size_t errlen);
+
+/* Handshake on every rank-to-rank connection (control and tcp data), fixed layout:
+ *  offset size field
+ *  0      4    magic   "LMCN"
+ *  4      4    kind    CONN_CTRL or CONN_DATA
+ *  8      16   secret  the communicator's; wrong -> refused and logged
+ *  24     4    src     sending rank
+ *  28     4    dst     receiving rank
+ */
+enum { CONN_CTRL = 1, CONN_DATA = 2 };
+#define CONN_MAGIC 0x4e434d4cu /* "LMCN" */
+struct conn_hello {
+    uint32_t magic, kind;
+    uint8_t secret[16];
+    int32_t src, dst;
+};
+
+#endif
