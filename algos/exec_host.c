@@ -18,13 +18,25 @@
 #include "reduce.h"
 
 #define SLEEP_SLICE_US 10000
+#define STREAM_OUT_BYTES (1u << 20)   /* per-rank count x dtype from which outputs stream */
 
 struct exec {
     struct loom_comm *c;
     const struct loom_op *op;
     uint64_t deadline;
     struct slot_meta meta;     /* what this operation's slots carry */
+    bool stream_out;           /* output too big to stay cached: bypass the cache */
 };
+
+/* Final data into the user's output. For large outputs, non-temporal stores: no
+   read-for-ownership of the destination and no eviction of the FIFO slots, which
+   measured 2x on 16 MiB 2-rank all-reduce (bench/RESULTS.md). Small outputs stay in
+   cache, where the caller will read them. */
+static void out_copy(const struct exec *x, void *dst, const void *src, size_t n)
+{
+    if (x->stream_out) copy_stream(dst, src, n);
+    else memcpy(dst, src, n);
+}
 
 static inline void cpu_relax(void)
 {
@@ -154,10 +166,10 @@ static loom_result_t run_step(struct exec *x, const struct step *st)
         char *dst = st->dst + done;
         switch (st->prim) {
         case PRIM_SEND:                  memcpy(oslot, src, n); break;
-        case PRIM_RECV:                  memcpy(dst, islot, n); break;
+        case PRIM_RECV:                  out_copy(x, dst, islot, n); break;
         case PRIM_RECV_REDUCE_SEND:      reduce_buf(oslot, islot, src, n / E, op->dt, op->op); break;
         case PRIM_RECV_REDUCE_COPY_SEND: reduce_buf2(dst, oslot, islot, src, n / E, op->dt, op->op); break;
-        case PRIM_RECV_COPY_SEND:        memcpy(oslot, islot, n); memcpy(dst, islot, n); break;
+        case PRIM_RECV_COPY_SEND:        memcpy(oslot, islot, n); out_copy(x, dst, islot, n); break;
         case PRIM_RECV_REDUCE_COPY:      reduce_buf(dst, islot, src, n / E, op->dt, op->op); break;
         default:                         return LOOM_ERR_INTERNAL;
         }
@@ -255,6 +267,7 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
     if (r != LOOM_SUCCESS)
         return loom_set_error(c, r, "cannot build the %s schedule: %s", coll_name(op->coll), loom_strerror(r));
     struct exec x = { .c = c, .op = op, .deadline = net_deadline(c->cfg.timeout_ms) };
+    x.stream_out = op->count * loom_dtype_size(op->dt) >= STREAM_OUT_BYTES;
     x.meta.kind = op->coll == COLL_P2P ? (uint32_t)COLL_P2P << 16
                 : (uint32_t)op->coll << 16 | (uint32_t)op->dt << 8 | (uint32_t)op->op;
     x.meta.count = op->count;

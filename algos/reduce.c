@@ -177,6 +177,29 @@ void reduce_buf2(void *dst, void *dst2, const void *a, const void *b, size_t cou
     }
 }
 
+/* ---- streaming copy ---- */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+void copy_stream(void *dst, const void *src, size_t n)
+{
+    size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
+    if (n < 4096 || head >= n) {
+        memcpy(dst, src, n);
+        return;
+    }
+    memcpy(dst, src, head);                       /* align the destination */
+    __m128i *d = (__m128i *)((char *)dst + head);
+    const __m128i *s = (const __m128i *)((const char *)src + head);
+    size_t k = (n - head) / 16;
+    for (size_t i = 0; i < k; i++) _mm_stream_si128(d + i, _mm_loadu_si128(s + i));
+    memcpy(d + k, s + k, n - head - k * 16);
+    _mm_sfence();                                 /* visible before anyone is told */
+}
+#else
+void copy_stream(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+#endif
+
 #define DIV_LOOP(T)                                                                           \
     { T *p = buf; for (size_t i = 0; i < count; i++) p[i] = (T)(p[i] / (T)n); }
 

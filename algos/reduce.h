@@ -18,6 +18,10 @@ void reduce_buf2(void *dst, void *dst2, const void *a, const void *b, size_t cou
 /* buf[i] /= n (integer types: truncating division, as NCCL's avg). */
 void reduce_div(void *buf, size_t count, loom_dtype_t dt, int n);
 
+/* memcpy with non-temporal stores (bypassing the cache) where the CPU has them
+   (x86-64); a plain memcpy elsewhere. For large outputs nobody reads soon. */
+void copy_stream(void *dst, const void *src, size_t n);
+
 float    loom_half_to_float(uint16_t h);
 uint16_t loom_float_to_half(float f);    /* round to nearest even, inf/nan kept */
 float    loom_bf16_to_float(uint16_t h);
