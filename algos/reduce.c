@@ -18,7 +18,7 @@ typedef void (*kernel_fn)(void *dst, const void *a, const void *b, size_t n);
 
 /* ---- half and bfloat16 conversions ---- */
 
-float loom_half_to_float(uint16_t h)
+static inline float h2f(uint16_t h)
 {
     /* Place the 15 magnitude bits in a float and rescale by 2^112: normals and
        subnormals come out exact; all-ones exponents (inf, NaN) get float's. */
@@ -33,34 +33,30 @@ float loom_half_to_float(uint16_t h)
     return f;
 }
 
-uint16_t loom_float_to_half(float f)
+static inline uint16_t f2h(float f)
 {
+    /* Every case is computed and one is selected, so loops over it vectorise. */
     uint32_t x;
     memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t sign = (x >> 16) & 0x8000;
     x &= 0x7fffffffu;
-    uint16_t h;
-    if (x > 0x7f800000u) {                      /* NaN: keep it quiet */
-        h = (uint16_t)(0x7e00 | ((x >> 13) & 0x3ff));
-    } else if (x >= 0x477ff000u) {              /* >= 65520 rounds to inf */
-        h = 0x7c00;
-    } else if (x < 0x38800000u) {               /* below 2^-14: subnormal or zero */
-        /* Adding 0.5 leaves round(|f| * 2^24) (to nearest even, by the FPU) in the
-           low mantissa bits of a float in [0.5, 1). */
-        float v;
-        memcpy(&v, &x, 4);
-        v += 0.5f;
-        uint32_t u;
-        memcpy(&u, &v, 4);
-        h = (uint16_t)(u - 0x3f000000u);
-    } else {                                    /* normal: rebias, round to nearest even */
-        x += 0xc8000fffu + ((x >> 13) & 1);
-        h = (uint16_t)(x >> 13);
-    }
-    return h | sign;
+    /* normal: rebias the exponent by -112, round to nearest even at bit 13 */
+    uint32_t norm = (x + 0xc8000fffu + ((x >> 13) & 1)) >> 13;
+    /* below 2^-14 (subnormal or zero): adding 0.5 leaves round(|f| * 2^24), to
+       nearest even by the FPU, in the low mantissa bits of a float in [0.5, 1) */
+    float v;
+    memcpy(&v, &x, 4);
+    v += 0.5f;
+    uint32_t sub;
+    memcpy(&sub, &v, 4);
+    sub -= 0x3f000000u;
+    uint32_t h = x < 0x38800000u ? sub : norm;
+    h = x >= 0x477ff000u ? 0x7c00u : h;                       /* >= 65520: inf */
+    h = x > 0x7f800000u ? (0x7e00u | ((x >> 13) & 0x3ff)) : h; /* NaN stays quiet */
+    return (uint16_t)(h | sign);
 }
 
-float loom_bf16_to_float(uint16_t h)
+static inline float bf2f(uint16_t h)
 {
     uint32_t u = (uint32_t)h << 16;
     float f;
@@ -68,14 +64,20 @@ float loom_bf16_to_float(uint16_t h)
     return f;
 }
 
-uint16_t loom_float_to_bf16(float f)
+static inline uint16_t f2bf(float f)
 {
     uint32_t x;
     memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);   /* quiet NaN */
-    x += 0x7fffu + ((x >> 16) & 1);
-    return (uint16_t)(x >> 16);
+    uint32_t r = (x + 0x7fffu + ((x >> 16) & 1)) >> 16;
+    return (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? (x >> 16) | 0x40 : r);   /* NaN: quiet */
 }
+
+/* Exported for tests and tools; the loops below use the inline versions (calls
+   into a shared library's exported symbols are not inlined). */
+float loom_half_to_float(uint16_t h) { return h2f(h); }
+uint16_t loom_float_to_half(float f) { return f2h(f); }
+float loom_bf16_to_float(uint16_t h) { return bf2f(h); }
+uint16_t loom_float_to_bf16(float f) { return f2bf(f); }
 
 /* ---- native kernels ---- */
 
@@ -131,19 +133,27 @@ static const kernel_fn kernels[LOOM_NUM_DTYPES][LOOM_NUM_OPS] = {
 
 #define BLOCK 256
 
-static void to_float(float *out, const uint16_t *in, size_t n, bool bf)
+static inline __attribute__((always_inline)) void to_float(float *out, const uint16_t *in, size_t n, bool bf)
 {
-    if (bf) for (size_t i = 0; i < n; i++) out[i] = loom_bf16_to_float(in[i]);
-    else    for (size_t i = 0; i < n; i++) out[i] = loom_half_to_float(in[i]);
+    if (bf) for (size_t i = 0; i < n; i++) out[i] = bf2f(in[i]);
+    else    for (size_t i = 0; i < n; i++) out[i] = h2f(in[i]);
 }
 
-static void from_float(uint16_t *out, const float *in, size_t n, bool bf)
+static inline __attribute__((always_inline)) void from_float(uint16_t *out, const float *in, size_t n, bool bf)
 {
-    if (bf) for (size_t i = 0; i < n; i++) out[i] = loom_float_to_bf16(in[i]);
-    else    for (size_t i = 0; i < n; i++) out[i] = loom_float_to_half(in[i]);
+    if (bf) for (size_t i = 0; i < n; i++) out[i] = f2bf(in[i]);
+    else    for (size_t i = 0; i < n; i++) out[i] = f2h(in[i]);
 }
 
-static void reduce16(uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n, loom_op_t op, bool bf)
+/* The 16-bit paths need 32->16-bit packing, which baseline x86-64 (SSE2) lacks:
+   they are cloned for AVX2 and picked at load time (ifunc), plain code elsewhere. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+
+CLONES static void reduce16(uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n, loom_op_t op, bool bf)
 {
     float fa[BLOCK], fb[BLOCK];
     kernel_fn k = kernels[LOOM_FLOAT32][op];
@@ -202,15 +212,21 @@ void copy_stream(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
 
 #define DIV_LOOP(T)                                                                           \
     { T *p = buf; for (size_t i = 0; i < count; i++) p[i] = (T)(p[i] / (T)n); }
+/* Integers up to 32 bits: truncating division through double is exact (|x| < 2^32,
+   n <= 1024 leaves the quotient's fraction far above double's resolution) and, unlike
+   integer division, vectorises. */
+#define DIV_LOOP_VIA_DOUBLE(T)                                                                \
+    { T *p = buf; double dn = (double)n;                                                     \
+      for (size_t i = 0; i < count; i++) p[i] = (T)(int64_t)((double)p[i] / dn); }
 
-void reduce_div(void *buf, size_t count, loom_dtype_t dt, int n)
+CLONES void reduce_div(void *buf, size_t count, loom_dtype_t dt, int n)
 {
     if (n <= 1) return;
     switch (dt) {
-    case LOOM_INT8:    DIV_LOOP(int8_t) break;
-    case LOOM_UINT8:   DIV_LOOP(uint8_t) break;
-    case LOOM_INT32:   DIV_LOOP(int32_t) break;
-    case LOOM_UINT32:  DIV_LOOP(uint32_t) break;
+    case LOOM_INT8:    DIV_LOOP_VIA_DOUBLE(int8_t) break;
+    case LOOM_UINT8:   DIV_LOOP_VIA_DOUBLE(uint8_t) break;
+    case LOOM_INT32:   DIV_LOOP_VIA_DOUBLE(int32_t) break;
+    case LOOM_UINT32:  DIV_LOOP_VIA_DOUBLE(uint32_t) break;
     case LOOM_INT64:   DIV_LOOP(int64_t) break;
     case LOOM_UINT64:  DIV_LOOP(uint64_t) break;
     case LOOM_FLOAT32: DIV_LOOP(float) break;

@@ -297,10 +297,17 @@ loom_result_t loom_comm_init(loom_comm_t *comm, int nranks, const loom_id_t *id,
 
 /* ---- init from launcher variables ---- */
 
-static const char *first_env(const char **names, const char **which)
+/* The first launcher variable that is set (LOOM_* through the env table). */
+static const char *first_env(const char **names, const char **which, char *buf, size_t len)
 {
     for (int i = 0; names[i]; i++) {
-        const char *v = strncmp(names[i], "LOOM_", 5) == 0 ? loom_env_str(names[i]) : getenv(names[i]);
+        const char *v = getenv(names[i]);
+        if (strncmp(names[i], "LOOM_", 5) == 0) {
+            int64_t x = loom_env_int(names[i]);
+            if (x < 0) continue;
+            snprintf(buf, len, "%lld", (long long)x);
+            v = buf;
+        }
         if (v && *v) {
             *which = names[i];
             return v;
@@ -415,8 +422,9 @@ loom_result_t loom_comm_init_env(loom_comm_t *comm)
     if (comm == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init_env: comm is NULL");
     const char *rv, *sv, *rname = "", *sname = "";
     int rank = 0, size = 1;
-    rv = first_env(rank_vars, &rname);
-    sv = first_env(size_vars, &sname);
+    char rbuf[24], sbuf[24];
+    rv = first_env(rank_vars, &rname, rbuf, sizeof rbuf);
+    sv = first_env(size_vars, &sname, sbuf, sizeof sbuf);
     if ((rv && !parse_int(rv, &rank)) || (sv && !parse_int(sv, &size)) || (rv != NULL) != (sv != NULL) ||
         size < 1 || rank >= size)
         return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT,
