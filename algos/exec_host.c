@@ -68,7 +68,10 @@ static loom_result_t wait_check(struct exec *x, struct loom_conn *conn, bool sen
     struct loom_comm *c = x->c;
     int st = atomic_load(&c->status);
     if (st != LOOM_SUCCESS) return (loom_result_t)st;
-    if (atomic_load(&c->peer_gone[conn->peer]) && (sending || !conn->proxied || atomic_load(&conn->eof)))
+    /* A peer that said BYE sends nothing more: fail once what it sent is consumed
+       (shm: in the FIFO already; tcp: up to the socket's end, or no socket at all). */
+    if (atomic_load(&c->peer_gone[conn->peer]) &&
+        (sending || !conn->proxied || atomic_load(&conn->eof) || !atomic_load(&conn->attached)))
         return fail_wait(x, conn, LOOM_ERR_REMOTE, "the peer destroyed its communicator while");
     if (net_now_ns() > x->deadline) {
         char why[96];

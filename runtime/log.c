@@ -1,107 +1,238 @@
-/* log.c: NCCL-style logging (settings in log.h). One write(2) per line, so lines of
- * concurrent threads and processes never interleave. Settings are read once. */
+/* log.c: NCCL-style logging; the settings are described in log.h. A line reads
+ *
+ *     myhost:1234:0 [1240] INFO NET tcp.c:88 connected to rank 1 (10.0.0.2:41000)
+ *     host:pid:rank [thread] LEVEL SUBSYS file:line message
+ *
+ * rank is "-" until the thread calls loom_log_set_rank; thread is the kernel thread id
+ * (what top -H and gdb show), followed by "/name" when the thread was given a name of
+ * its own (pthread_setname_np). Each line goes out in one write(2), so lines of
+ * concurrent threads and processes sharing a file or terminal do not interleave.
+ *
+ * This is not a tracing system: no buffering, no timestamps, no rotation. Settings
+ * are read once (pthread_once), through env.h; env.c never calls back in here.
+ */
 #include "log.h"
 
+#include <errno.h>
 #include <fcntl.h>
-#include <stdbool.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/syscall.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "env.h"
 
-static int level = LOOM_LOG_NONE;
-static unsigned subsys = LOOM_SUB_ALL;
-static int out_fd = 2;
-static char host[64] = "?";
+/* ---- settings (written once, by init) ---- */
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int level = LOOM_LOG_NONE;      /* most verbose level printed               */
+static unsigned subsys = LOOM_SUB_ALL; /* enum loom_log_subsys bits printed         */
+static int out_fd = STDERR_FILENO;
+static char host[64] = "unknown";      /* short host name (up to the first dot)     */
+
 static _Thread_local int my_rank = -1;
 
-static const struct { const char *name; unsigned bit; } subsystems[] = {
+static const char *level_names[] = { [LOOM_LOG_NONE] = "NONE", [LOOM_LOG_WARN] = "WARN",
+                                     [LOOM_LOG_INFO] = "INFO", [LOOM_LOG_TRACE] = "TRACE" };
+
+static const struct { const char *name; unsigned bits; } subsystems[] = {
     { "INIT", LOOM_SUB_INIT }, { "BOOT", LOOM_SUB_BOOT }, { "NET", LOOM_SUB_NET },
     { "SHM", LOOM_SUB_SHM },   { "COLL", LOOM_SUB_COLL }, { "PROXY", LOOM_SUB_PROXY },
     { "ENV", LOOM_SUB_ENV },   { "ALL", LOOM_SUB_ALL },
 };
+#define NSUBSYS (sizeof subsystems / sizeof subsystems[0])
 
-static unsigned parse_subsys(const char *s)
+/* ---- formatting one line ---- */
+
+#define LINE_BYTES 2048   /* longer messages are cut, ending in "..." */
+
+static const char *subsys_name(unsigned sub)
 {
-    bool exclude = *s == '^';
+    for (size_t i = 0; i < NSUBSYS; i++)
+        if (subsystems[i].bits == sub) return subsystems[i].name;
+    return "?";
+}
+
+/* "1240", or "1240/progress" when the thread has a name other than the program's. */
+static void thread_label(char *buf, size_t len)
+{
+    char name[17] = "";
+    long tid = (long)gettid();
+    if (tid != (long)getpid() && prctl(PR_GET_NAME, name) == 0 && name[0] &&
+        strncmp(name, program_invocation_short_name, 15) != 0)
+        snprintf(buf, len, "%ld/%s", tid, name);
+    else
+        snprintf(buf, len, "%ld", tid);
+}
+
+/* Format and write one line. Used by loom_log and, before settings are complete, by
+   init itself (so it must not touch once). */
+static void emit(enum loom_log_level lvl, unsigned sub, const char *file, int line,
+                 const char *fmt, va_list ap)
+{
+    char buf[LINE_BYTES], rank[16], thread[48];
+    const char *base = strrchr(file, '/');
+    if (my_rank >= 0) snprintf(rank, sizeof rank, "%d", my_rank);
+    else snprintf(rank, sizeof rank, "-");
+    thread_label(thread, sizeof thread);
+
+    int n = snprintf(buf, sizeof buf, "%s:%d:%s [%s] %s %s %s:%d ", host, (int)getpid(), rank,
+                     thread, level_names[lvl], subsys_name(sub), base ? base + 1 : file, line);
+    if (n < 0) return;
+    size_t used = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
+    int m = vsnprintf(buf + used, sizeof buf - used, fmt, ap);
+    if (m > 0) used += (size_t)m;
+    if (used > sizeof buf - 2) {                 /* cut: leave room for "...\n" */
+        used = sizeof buf - 5;
+        memcpy(buf + used, "...", 3);
+        used += 3;
+    }
+    while (used > 0 && buf[used - 1] == '\n') used--;   /* callers' own newlines */
+    buf[used++] = '\n';
+
+    ssize_t w;
+    do w = write(out_fd, buf, used);
+    while (w < 0 && errno == EINTR);
+}
+
+static void emit_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void emit_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    emit(LOOM_LOG_WARN, LOOM_SUB_ENV, __FILE__, __LINE__, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- reading the settings ---- */
+
+static void read_host(void)
+{
+    char h[sizeof host];
+    if (gethostname(h, sizeof h) != 0) return;
+    h[sizeof h - 1] = '\0';
+    h[strcspn(h, ".")] = '\0';
+    if (h[0]) memcpy(host, h, sizeof host);
+}
+
+/* -1 when the text names no level. */
+static int parse_level(const char *s)
+{
+    if (s[0] == '\0') return LOOM_LOG_NONE;
+    if (strcasecmp(s, "WARN") == 0) return LOOM_LOG_WARN;
+    if (strcasecmp(s, "INFO") == 0 || strcasecmp(s, "VERSION") == 0) return LOOM_LOG_INFO;
+    if (strcasecmp(s, "TRACE") == 0) return LOOM_LOG_TRACE;
+    return -1;
+}
+
+/* "INIT,NET" -> those bits; "^NET" -> all but NET. Unknown names are reported in
+   bad (the first one) and skipped. */
+static unsigned parse_subsys(const char *s, char *bad, size_t badlen)
+{
+    bool exclude = s[0] == '^';
     unsigned mask = 0;
+    bad[0] = '\0';
     if (exclude) s++;
     while (*s) {
         size_t n = strcspn(s, ",");
-        for (size_t i = 0; i < sizeof subsystems / sizeof subsystems[0]; i++)
-            if (strlen(subsystems[i].name) == n && strncasecmp(s, subsystems[i].name, n) == 0)
-                mask |= subsystems[i].bit;
+        bool known = n == 0;                         /* empty items are harmless */
+        for (size_t i = 0; i < NSUBSYS && !known; i++)
+            if (strlen(subsystems[i].name) == n && strncasecmp(s, subsystems[i].name, n) == 0) {
+                mask |= subsystems[i].bits;
+                known = true;
+            }
+        if (!known && !bad[0]) snprintf(bad, badlen, "%.*s", (int)n, s);
         s += n;
         if (*s == ',') s++;
     }
     return exclude ? LOOM_SUB_ALL & ~mask : mask;
 }
 
-/* "/tmp/loom.%h.%p.log" -> "/tmp/loom.myhost.1234.log" */
-static void open_file(const char *pat)
+/* "/tmp/loom.%h.%p.log" -> "/tmp/loom.myhost.1234.log"; "%%" -> "%". False when
+   the result does not fit. */
+static bool expand_path(const char *pat, char *out, size_t len)
 {
-    char path[512];
     size_t o = 0;
-    for (const char *p = pat; *p && o + 64 < sizeof path; p++) {
-        if (p[0] == '%' && p[1] == 'h') { o += (size_t)snprintf(path + o, sizeof path - o, "%s", host); p++; }
-        else if (p[0] == '%' && p[1] == 'p') { o += (size_t)snprintf(path + o, sizeof path - o, "%d", (int)getpid()); p++; }
-        else path[o++] = *p;
+    for (const char *p = pat; *p; p++) {
+        char piece[64];
+        const char *add = piece;
+        char key = p[0] == '%' ? p[1] : '\0';
+        if (key == 'h' || key == 'p' || key == '%') p++;
+        if (key == 'h') add = host;
+        else if (key == 'p') snprintf(piece, sizeof piece, "%d", (int)getpid());
+        else snprintf(piece, sizeof piece, "%c", *p);     /* a plain character, or "%%" */
+        size_t n = strlen(add);
+        if (o + n >= len) return false;
+        memcpy(out + o, add, n);
+        o += n;
     }
-    path[o] = '\0';
+    out[o] = '\0';
+    return true;
+}
+
+/* Point out_fd at the file; on failure leave stderr and describe why in problem
+   (else problem is ""). */
+static void open_file(const char *pat, char *problem, size_t len)
+{
+    char path[PATH_MAX];
+    problem[0] = '\0';
+    if (!expand_path(pat, path, sizeof path)) {
+        snprintf(problem, len, "LOOM_DEBUG_FILE '%.200s' expands to a path that is too long; "
+                 "logging to stderr", pat);
+        return;
+    }
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) out_fd = fd;
-    else fprintf(stderr, "loom: WARN cannot open LOOM_DEBUG_FILE %s; logging to stderr\n", path);
+    if (fd < 0) {
+        snprintf(problem, len, "cannot open LOOM_DEBUG_FILE %.300s: %s; logging to stderr", path,
+                 strerror(errno));
+        return;
+    }
+    out_fd = fd;
 }
 
 static void init(void)
 {
-    gethostname(host, sizeof host - 1);
-    char *dot = strchr(host, '.');
-    if (dot) *dot = '\0';
+    char problem[512], bad[64];
+    read_host();
+    const char *file = loom_env_str("LOOM_DEBUG_FILE");
+    problem[0] = '\0';
+    if (file[0]) open_file(file, problem, sizeof problem);
+    if (problem[0]) emit_warn("%s", problem);
+
     const char *l = loom_env_str("LOOM_DEBUG");
-    if (strcasecmp(l, "WARN") == 0) level = LOOM_LOG_WARN;
-    else if (strcasecmp(l, "INFO") == 0 || strcasecmp(l, "VERSION") == 0) level = LOOM_LOG_INFO;
-    else if (strcasecmp(l, "TRACE") == 0) level = LOOM_LOG_TRACE;
-    subsys = parse_subsys(loom_env_str("LOOM_DEBUG_SUBSYS"));
-    const char *f = loom_env_str("LOOM_DEBUG_FILE");
-    if (f[0]) open_file(f);
+    int lv = parse_level(l);
+    level = lv < 0 ? LOOM_LOG_NONE : lv;
+    if (lv < 0) emit_warn("LOOM_DEBUG='%s' is not WARN, INFO or TRACE; printing warnings only", l);
+
+    const char *s = loom_env_str("LOOM_DEBUG_SUBSYS");
+    subsys = parse_subsys(s, bad, sizeof bad);
+    if (bad[0])
+        emit_warn("LOOM_DEBUG_SUBSYS='%s': unknown subsystem '%s' ignored (known: "
+                  "INIT,BOOT,NET,SHM,COLL,PROXY,ENV,ALL)", s, bad);
 }
 
-void loom_log_set_rank(int rank) { my_rank = rank; }
+/* ---- the interface ---- */
+
+void loom_log_set_rank(int rank) { my_rank = rank < 0 ? -1 : rank; }
 
 int loom_log_enabled(enum loom_log_level lvl, enum loom_log_subsys sub)
 {
     pthread_once(&once, init);
-    return (int)lvl <= level && (subsys & (unsigned)sub);
+    if (lvl == LOOM_LOG_WARN) return 1;          /* failures are never silent */
+    return lvl != LOOM_LOG_NONE && (int)lvl <= level && (subsys & (unsigned)sub) != 0;
 }
 
 void loom_log(enum loom_log_level lvl, enum loom_log_subsys sub, const char *file, int line,
               const char *fmt, ...)
 {
-    pthread_once(&once, init);
-    if (lvl != LOOM_LOG_WARN && !loom_log_enabled(lvl, sub)) return;
-    static const char *names[] = { "", "WARN", "INFO", "TRACE" };
-    const char *sname = "?";
-    for (size_t i = 0; i < sizeof subsystems / sizeof subsystems[0]; i++)
-        if (subsystems[i].bit == (unsigned)sub) sname = subsystems[i].name;
-    const char *base = strrchr(file, '/');
-    char buf[1024], rank[16];
-    if (my_rank >= 0) snprintf(rank, sizeof rank, "%d", my_rank);
-    else snprintf(rank, sizeof rank, "-");
-    int n = snprintf(buf, sizeof buf, "%s:%d:%s [%ld] %s %s %s:%d ", host, (int)getpid(), rank,
-                     (long)syscall(SYS_gettid), names[lvl], sname, base ? base + 1 : file, line);
+    if ((int)lvl <= LOOM_LOG_NONE || (int)lvl > LOOM_LOG_TRACE || !loom_log_enabled(lvl, sub)) return;
     va_list ap;
     va_start(ap, fmt);
-    if (n > 0 && n < (int)sizeof buf) n += vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    emit(lvl, (unsigned)sub, file ? file : "?", line, fmt, ap);
     va_end(ap);
-    if (n >= (int)sizeof buf - 1) n = (int)sizeof buf - 2;
-    buf[n++] = '\n';
-    ssize_t w = write(out_fd, buf, (size_t)n);
-    (void)w;
 }

@@ -182,6 +182,15 @@ static void accept_one(struct loom_progress *p)
     close(fd);
 }
 
+static void accept_pending(struct loom_progress *p)
+{
+    for (int i = 0; i < 1024; i++) {
+        struct pollfd pf = { .fd = p->comm->listen_fd, .events = POLLIN };
+        if (poll(&pf, 1, 0) != 1) return;
+        accept_one(p);
+    }
+}
+
 static void peer_lost(struct loom_progress *p, int r, const char *why)
 {
     struct loom_comm *c = p->comm;
@@ -217,6 +226,9 @@ static void ctrl_read(struct loom_progress *p, int r)
             size_t need = sizeof f + f.len;
             if (cp->rx_len < need) break;
             if (f.type == CTRL_BYE) {
+                /* Its data connections were made before its BYE: take them first,
+                   so an unattached link really means nothing was sent. */
+                accept_pending(p);
                 atomic_store(&c->peer_gone[r], true);
             } else if (f.type == CTRL_ABORT) {
                 char name[128], text[CTRL_TEXT_MAX];

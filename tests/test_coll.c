@@ -154,6 +154,9 @@ struct bufs {
     memcpy(&want_, (row)[((off) + (size_t)at_) % (size_t)t.P], t.E); \
     FAIL("element %lld is 0x%llx, expected 0x%llx (line %d)", at_, got_, want_, __LINE__); } } while (0)
 
+static bool reduces(enum coll c) { return c == ALLREDUCE || c == REDUCE || c == REDUCE_SCATTER; }
+static bool per_rank(enum coll c) { return c == ALLGATHER || c == REDUCE_SCATTER || c == ALLTOALL; }
+
 static int run_case(loom_comm_t comm, int rank, int n, struct bufs *B, enum coll coll, loom_dtype_t dt,
                     loom_op_t op, size_t count, int ip)
 {
@@ -163,8 +166,9 @@ static int run_case(loom_comm_t comm, int rank, int n, struct bufs *B, enum coll
     int root = (int)((count + (size_t)dt + (size_t)op) % (size_t)n);
     unsigned char *s = B->a, *r = B->b;
     const unsigned char (*mine)[8] = inputs[rank];
-    memset(B->a, 0xa5, all * E + 64);
-    memset(B->b, 0xa5, all * E + 64);
+    size_t span = (per_rank(coll) ? all : count) * E + 64;     /* bytes a case may touch */
+    memset(B->a, 0xa5, span);
+    memset(B->b, 0xa5, span);
     switch (coll) {
     case ALLREDUCE:
         fill(ip ? r : s, count, 0, mine, &t);
@@ -177,7 +181,7 @@ static int run_case(loom_comm_t comm, int rank, int n, struct bufs *B, enum coll
         CHECK_OK(loom_reduce(ip ? r : s, r, count, dt, op, root, comm, NULL));
         if (rank == root) EXPECT(r, count, 0, t.red);
         else if (ip) EXPECT(r, count, 0, mine);
-        else if (untouched(r, all * E + 64) >= 0) FAIL("non-root output written at byte %lld", untouched(r, all * E + 64));
+        else if (untouched(r, span) >= 0) FAIL("non-root output written at byte %lld", untouched(r, span));
         if (!ip) EXPECT(s, count, 0, mine);
         break;
     case BROADCAST:
@@ -229,9 +233,6 @@ static int run_case(loom_comm_t comm, int rank, int n, struct bufs *B, enum coll
 }
 
 /* ---- plans ---- */
-
-static bool reduces(enum coll c) { return c == ALLREDUCE || c == REDUCE || c == REDUCE_SCATTER; }
-static bool per_rank(enum coll c) { return c == ALLGATHER || c == REDUCE_SCATTER || c == ALLTOALL; }
 
 static int matrix(loom_comm_t comm, int rank, int n, const size_t *sizes, int nsizes)
 {

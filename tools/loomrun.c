@@ -1,254 +1,702 @@
-/* loomrun: start N local ranks of a program.
+/* loomrun: start N ranks of a program on this host and watch them.
  *
- *   loomrun -n 4 [--timeout SECONDS] [--no-tag] prog args...
+ *     loomrun -n 4 [--timeout SECONDS] [--tag-output | --no-tag] prog [args...]
  *
- * loomrun makes the job's id (loom_get_id: the rendezvous root runs as a thread in
- * loomrun until every rank has joined) and starts the ranks with LOOM_RANK,
- * LOOM_WORLD_SIZE, LOOM_LOCAL_RANK and LOOM_COMM_ID set. Every line a rank prints is
- * prefixed with "[rank] ". SIGINT/SIGTERM are forwarded. When a rank fails (non-zero
- * exit or a signal) the others are stopped (SIGTERM, then SIGKILL after 3 s) and
- * loomrun exits with that rank's status, naming it. Exit 0 only if every rank did.
- * Not a multi-host launcher: use mpirun, srun or torchrun-style variables for that.
+ * loomrun makes the job's id with loom_get_id (the rendezvous root then runs as a
+ * thread inside loomrun until every rank has joined) and starts the ranks with
+ * LOOM_RANK, LOOM_WORLD_SIZE, LOOM_LOCAL_RANK and LOOM_COMM_ID set, so a rank only
+ * has to call loom_comm_init_env. What a rank prints on stdout (stderr) comes out on
+ * loomrun's stdout (stderr) a whole line at a time, prefixed "[rank] ".
+ *
+ * Failure: when a rank exits non-zero or is killed, loomrun names it, sends SIGTERM
+ * to the others, SIGKILL 3 s later, and exits with that rank's status (128 + signal
+ * for a signal). It exits 0 only when every rank did. --timeout stops everything the
+ * same way and exits 124.
+ *
+ * Signals: the ranks stay in loomrun's process group, so Ctrl-C at a terminal reaches
+ * every rank at once, as it would reach the commands of a shell pipeline; loomrun does
+ * not repeat such a signal. SIGINT, SIGTERM or SIGHUP sent to loomrun alone (kill) is
+ * forwarded to the ranks. Either way the ranks get 3 s before SIGKILL, a second signal
+ * kills them at once, and loomrun then dies of the signal it got, so the shell sees it.
+ * Signals ignored when loomrun started (nohup, a background job of a script) stay
+ * ignored, in loomrun and in the ranks. If loomrun itself is killed outright, the ranks
+ * get SIGTERM from the kernel (PR_SET_PDEATHSIG).
+ *
+ * Only rank 0 reads loomrun's stdin; the others read /dev/null.
+ *
+ * This is not a multi-host launcher: across hosts use mpirun, srun or torchrun, whose
+ * variables loom_comm_init_env also reads. It does not pin ranks to cores.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "loom.h"
 
-#define GRACE_S 3
-#define LINE_MAX_BYTES 65536
+extern char **environ;
 
-struct rank {
-    pid_t pid;
-    int out_fd, err_fd;              /* read ends, -1 once closed           */
-    char *buf[2];                    /* partial line per stream              */
-    size_t len[2];
-    int status;                      /* waitpid status once exited           */
-    int exited;
-};
+#define MAX_RANKS  4096
+#define GRACE_MS   3000     /* SIGTERM, then SIGKILL this much later                   */
+#define DRAIN_MS   1000     /* after the last rank exits, wait this long for output from
+                               children of ranks that still hold the pipes              */
+#define REAP_MS    10000    /* after SIGKILL, give up on ranks that still do not die    */
+#define LINE_BYTES 65536    /* longer lines are split                                   */
+#define WRITE_TRIES 30      /* seconds a blocked stdout may make no progress            */
 
-static struct rank *ranks;
-static int nranks, tag = 1;
-static volatile sig_atomic_t got_signal;
-static int sig_pipe[2];
+/* ---- messages ---- */
 
-static void on_signal(int sig)
+/* loomrun's own messages: one write(2) each, so they do not tear ranks' lines. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
 {
-    got_signal = sig;
-    int saved = errno;
-    ssize_t w = write(sig_pipe[1], "s", 1);
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "loomrun: ");
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof buf - 2) n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
     (void)w;
-    errno = saved;
 }
 
-static void usage(void)
-{
-    fprintf(stderr, "usage: loomrun -n N [--timeout SECONDS] [--no-tag] prog [args...]\n");
-    exit(2);
-}
-
-static double now(void)
+static int64_t now_ms(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* ---- output ---- */
+/* ---- options ---- */
 
-static void emit(int r, int which, const char *p, size_t n)
+struct options {
+    int nranks;
+    bool tag;              /* prefix lines with "[rank] "           */
+    int64_t timeout_ms;    /* 0: none                              */
+    char **argv;           /* the program and its arguments         */
+};
+
+/* Exits: 2 after a problem, 0 for --help. */
+static void usage(const char *problem)
 {
-    FILE *f = which ? stderr : stdout;
-    if (tag) fprintf(f, "[%d] ", r);
-    fwrite(p, 1, n, f);
-    fputc('\n', f);
-    fflush(f);
+    FILE *f = problem ? stderr : stdout;
+    if (problem) fprintf(stderr, "loomrun: %s\n", problem);
+    fprintf(f,
+            "usage: loomrun -n N [--timeout SECONDS] [--tag-output | --no-tag] prog [args...]\n"
+            "  -n, -np N          start N ranks of prog on this host (1..%d)\n"
+            "  --timeout SECONDS  stop every rank after SECONDS and exit 124\n"
+            "  --tag-output       prefix every output line with \"[rank] \" (the default)\n"
+            "  --no-tag           pass the ranks' lines through unprefixed\n"
+            "Each rank gets LOOM_RANK, LOOM_WORLD_SIZE, LOOM_LOCAL_RANK and LOOM_COMM_ID.\n",
+            MAX_RANKS);
+    exit(problem ? 2 : 0);
 }
 
-/* Read what is there; print whole lines; keep the rest. Returns 0 on EOF. */
-static int pump(int r, int which)
+static bool parse_int(const char *s, long lo, long hi, long *out)
 {
-    struct rank *k = &ranks[r];
-    int *fd = which ? &k->err_fd : &k->out_fd;
-    char chunk[8192];
-    ssize_t n = read(*fd, chunk, sizeof chunk);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
-    if (n <= 0) {
-        if (k->len[which]) emit(r, which, k->buf[which], k->len[which]);
-        k->len[which] = 0;
-        close(*fd);
-        *fd = -1;
-        return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+/* The value of an option: "-n 4", "-n4", "--timeout=5". */
+static const char *option_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t len = strlen(name);
+    const char *a = argv[*i];
+    if (a[len] == '=') return a + len + 1;
+    if (a[len] != '\0') return a + len;           /* -n4 */
+    if (*i + 1 >= argc) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s needs a value", name);
+        usage(msg);
     }
-    for (ssize_t i = 0; i < n; i++) {
-        if (chunk[i] == '\n' || k->len[which] == LINE_MAX_BYTES) {
-            emit(r, which, k->buf[which], k->len[which]);
-            k->len[which] = 0;
-            if (chunk[i] == '\n') continue;
+    return argv[++*i];
+}
+
+static bool is_option(const char *a, const char *name)
+{
+    size_t len = strlen(name);
+    if (strncmp(a, name, len) != 0) return false;
+    if (a[len] == '\0' || a[len] == '=') return true;
+    return strcmp(name, "-n") == 0 && a[len] >= '0' && a[len] <= '9';   /* -n4 */
+}
+
+static struct options parse_options(int argc, char **argv)
+{
+    struct options o = { .nranks = 0, .tag = true };
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        char msg[128];
+        long v;
+        if (strcmp(a, "--") == 0) { i++; break; }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) usage(NULL);
+        if (is_option(a, "-np") || is_option(a, "--np") || is_option(a, "-n")) {
+            const char *name = is_option(a, "-np") ? "-np" : is_option(a, "--np") ? "--np" : "-n";
+            const char *s = option_value(argc, argv, &i, name);
+            snprintf(msg, sizeof msg, "-n wants a number of ranks from 1 to %d, not '%.40s'", MAX_RANKS, s);
+            if (!parse_int(s, 1, MAX_RANKS, &v)) usage(msg);
+            o.nranks = (int)v;
+        } else if (is_option(a, "--timeout")) {
+            const char *s = option_value(argc, argv, &i, "--timeout");
+            char *end;
+            double t = strtod(s, &end);
+            snprintf(msg, sizeof msg, "--timeout wants a positive number of seconds, not '%.40s'", s);
+            if (end == s || *end || !(t > 0) || t > 1e9) usage(msg);
+            o.timeout_ms = (int64_t)(t * 1000 + 0.5);
+            if (o.timeout_ms < 1) o.timeout_ms = 1;
+        } else if (strcmp(a, "--tag-output") == 0 || strcmp(a, "--tag") == 0) {
+            o.tag = true;
+        } else if (strcmp(a, "--no-tag") == 0 || strcmp(a, "--no-tag-output") == 0) {
+            o.tag = false;
+        } else {
+            snprintf(msg, sizeof msg, "unknown option '%.60s'", a);
+            usage(msg);
         }
-        k->buf[which][k->len[which]++] = chunk[i];
     }
+    if (o.nranks == 0) usage("-n N is required");
+    if (i >= argc) usage("no program to run");
+    o.argv = argv + i;
+    return o;
+}
+
+/* ---- finding the program ---- */
+
+static bool executable_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* Search PATH the way execvp does, so a typo fails once, before any rank starts. */
+static bool find_program(const char *name, char *out, size_t len)
+{
+    if (strchr(name, '/')) {
+        snprintf(out, len, "%s", name);
+        return executable_file(out);
+    }
+    const char *path = getenv("PATH");
+    if (path == NULL) path = "/usr/local/bin:/usr/bin:/bin";
+    for (const char *p = path;; p++) {
+        size_t n = strcspn(p, ":");
+        if (n == 0) snprintf(out, len, "./%s", name);        /* empty entry: "." */
+        else snprintf(out, len, "%.*s/%s", (int)n, p, name);
+        if (executable_file(out)) return true;
+        p += n;
+        if (*p == '\0') return false;
+    }
+}
+
+/* ---- output: prefixed lines ---- */
+
+struct stream {              /* one output of one rank */
+    int fd;                  /* read end of the pipe; -1 once closed */
+    int dest;                /* STDOUT_FILENO or STDERR_FILENO       */
+    char *line;              /* the partial line, LINE_BYTES, lazily */
+    size_t len;
+};
+
+struct rank {
+    pid_t pid;               /* 0: not started */
+    struct stream s[2];      /* the rank's stdout, stderr */
+    bool exited;
+    int status;              /* waitpid status, once exited */
+};
+
+struct job {
+    struct options opt;
+    struct rank *ranks;
+    int started, alive, open_streams;
+    int sigfd;               /* signalfd: SIGCHLD and the stop signals */
+    sigset_t old_mask;       /* loomrun's mask at start; the ranks get it back */
+    struct rlimit old_nofile;
+    bool stopping;           /* ranks are being stopped                       */
+    int code;                /* loomrun's exit status                         */
+    int reraise;             /* signal loomrun dies of at the end, or 0       */
+    int64_t deadline;        /* --timeout, as now_ms(); 0: none               */
+    int64_t kill_at;         /* SIGKILL then; 0: not planned                  */
+    int64_t killed_at;       /* when SIGKILL went out; 0: not yet             */
+    int64_t drain_until;     /* stop waiting for output then; 0: not yet      */
+};
+
+/* Write all of iov; bounded when stdout is non-blocking and its reader stalls. */
+static void write_all(int fd, struct iovec *iov, int n)
+{
+    int stalls = 0;
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN && stalls++ < WRITE_TRIES) {
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            poll(&p, 1, 1000);
+            continue;
+        }
+        if (w < 0) return;                  /* the reader is gone: drop the line */
+        for (; n > 0 && (size_t)w >= iov->iov_len; iov++, n--) w -= (ssize_t)iov->iov_len;
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+}
+
+/* One output line: prefix, the buffered part, the new part, newline. */
+static void emit_line(const struct job *j, int r, const struct stream *s, const char *more, size_t nmore)
+{
+    char prefix[24] = "";
+    if (j->opt.tag) snprintf(prefix, sizeof prefix, "[%d] ", r);
+    struct iovec iov[4] = {
+        { prefix, strlen(prefix) }, { s->line, s->len }, { (char *)more, nmore }, { "\n", 1 },
+    };
+    write_all(s->dest, iov, 4);
+}
+
+/* Keep an unfinished line; a full buffer goes out as a line of its own. */
+static void keep_partial(const struct job *j, int r, struct stream *s, const char *p, size_t n)
+{
+    while (n > 0) {
+        if (s->line == NULL && (s->line = malloc(LINE_BYTES)) == NULL) {
+            emit_line(j, r, s, p, n);       /* no memory: pass it on as it is */
+            return;
+        }
+        size_t take = n < LINE_BYTES - s->len ? n : LINE_BYTES - s->len;
+        memcpy(s->line + s->len, p, take);
+        s->len += take;
+        p += take;
+        n -= take;
+        if (s->len == LINE_BYTES) {
+            emit_line(j, r, s, "", 0);
+            s->len = 0;
+        }
+    }
+}
+
+static void close_stream(struct job *j, int r, struct stream *s)
+{
+    if (s->len) emit_line(j, r, s, "", 0);   /* a last line without newline */
+    s->len = 0;
+    free(s->line);
+    s->line = NULL;
+    close(s->fd);
+    s->fd = -1;
+    j->open_streams--;
+}
+
+/* Read what the pipe has and print every completed line. */
+static void pump(struct job *j, int r, struct stream *s)
+{
+    static char chunk[LINE_BYTES];
+    ssize_t n = read(s->fd, chunk, sizeof chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (n <= 0) {                            /* EOF, or the pipe failed */
+        close_stream(j, r, s);
+        return;
+    }
+    const char *p = chunk, *end = chunk + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL) {
+            keep_partial(j, r, s, p, (size_t)(end - p));
+            return;
+        }
+        emit_line(j, r, s, p, (size_t)(nl - p));
+        s->len = 0;
+        p = nl + 1;
+    }
+}
+
+/* ---- starting ranks ---- */
+
+static const char *set_by_loomrun[] = { "LOOM_RANK=", "LOOM_WORLD_SIZE=", "LOOM_LOCAL_RANK=",
+                                        "LOOM_COMM_ID=" };
+#define NSET 4
+
+/* environ without our four variables, with NSET free slots at the end and a NULL. */
+static char **base_environment(int *nbase)
+{
+    int n = 0, k = 0;
+    while (environ[n]) n++;
+    char **env = calloc((size_t)n + NSET + 1, sizeof *env);
+    if (env == NULL) return NULL;
+    for (int i = 0; i < n; i++) {
+        bool ours = false;
+        for (int v = 0; v < NSET; v++)
+            ours |= strncmp(environ[i], set_by_loomrun[v], strlen(set_by_loomrun[v])) == 0;
+        if (!ours) env[k++] = environ[i];
+    }
+    *nbase = k;
+    return env;
+}
+
+/* The part of a rank between fork and exec: async-signal-safe calls only (loomrun
+   has threads). Reports exec's errno through errpipe and exits 127. */
+static void child(const struct job *j, int r, const char *path, char **env, int out_w, int err_w,
+                  int errpipe, pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);                /* loomrun died already */
+    sigprocmask(SIG_SETMASK, &j->old_mask, NULL);
+    setrlimit(RLIMIT_NOFILE, &j->old_nofile);
+    if (r != 0) {
+        int fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0 && fd != STDIN_FILENO) {
+            dup2(fd, STDIN_FILENO);
+            close(fd);
+        }
+    }
+    if (dup2(out_w, STDOUT_FILENO) < 0 || dup2(err_w, STDERR_FILENO) < 0) _exit(127);
+    execvpe(path, j->opt.argv, env);
+    int e = errno;
+    ssize_t w = write(errpipe, &e, sizeof e);
+    (void)w;
+    _exit(127);
+}
+
+/* Fork and exec rank r. 0, or (with a message) the exit status loomrun should end
+   with: 126/127 as a shell would when exec fails, 1 when fork or pipe fails. */
+static int start_rank(struct job *j, int r, const char *path, char **env)
+{
+    int out[2], err[2], ep[2];
+    struct rank *k = &j->ranks[r];
+    if (pipe2(out, O_CLOEXEC) != 0) goto out_fail;
+    if (pipe2(err, O_CLOEXEC) != 0) goto out_close_out;
+    if (pipe2(ep, O_CLOEXEC) != 0) goto out_close_err;
+    pid_t parent = getpid(), pid = fork();
+    if (pid < 0) goto out_close_ep;
+    if (pid == 0) child(j, r, path, env, out[1], err[1], ep[1], parent);
+
+    close(out[1]);
+    close(err[1]);
+    close(ep[1]);
+    *k = (struct rank){ .pid = pid };
+    k->s[0] = (struct stream){ .fd = out[0], .dest = STDOUT_FILENO };
+    k->s[1] = (struct stream){ .fd = err[0], .dest = STDERR_FILENO };
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(err[0], F_SETFL, O_NONBLOCK);
+    j->started++;
+    j->alive++;
+    j->open_streams += 2;
+
+    int e = 0;
+    ssize_t n;
+    do n = read(ep[0], &e, sizeof e);                    /* EOF: exec succeeded */
+    while (n < 0 && errno == EINTR);
+    close(ep[0]);
+    if (n == (ssize_t)sizeof e) {
+        say("cannot run %s (rank %d): %s", path, r, strerror(e));
+        return e == ENOENT ? 127 : 126;
+    }
+    return 0;
+
+out_close_ep:
+    close(ep[0]);
+    close(ep[1]);
+out_close_err:
+    close(err[0]);
+    close(err[1]);
+out_close_out:
+    close(out[0]);
+    close(out[1]);
+out_fail:
+    say("cannot start rank %d: %s", r, strerror(errno));
     return 1;
 }
 
-/* ---- ranks ---- */
-
-static void start(int r, char **argv, const char *id)
+/* Start every rank; stops at the first that cannot start and returns start_rank's
+   status for it (0: all started). */
+static int start_ranks(struct job *j, const char *path, const char *id)
 {
-    int out[2], err[2];
-    if (pipe(out) || pipe(err)) {
-        perror("loomrun: pipe");
-        exit(1);
+    int nbase;
+    char **env = base_environment(&nbase);
+    if (env == NULL) {
+        say("out of memory");
+        return 1;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("loomrun: fork");
-        exit(1);
+    char rank[32], size[32], local[32], comm[LOOM_ID_STRLEN + 16];
+    snprintf(size, sizeof size, "LOOM_WORLD_SIZE=%d", j->opt.nranks);
+    snprintf(comm, sizeof comm, "LOOM_COMM_ID=%s", id);
+    env[nbase + 0] = rank;
+    env[nbase + 1] = local;
+    env[nbase + 2] = size;
+    env[nbase + 3] = comm;
+    int code = 0;
+    for (int r = 0; r < j->opt.nranks && code == 0; r++) {
+        snprintf(rank, sizeof rank, "LOOM_RANK=%d", r);
+        snprintf(local, sizeof local, "LOOM_LOCAL_RANK=%d", r);
+        code = start_rank(j, r, path, env);
     }
-    if (pid == 0) {
-        char v[32];
-        dup2(out[1], 1);
-        dup2(err[1], 2);
-        close(out[0]); close(out[1]); close(err[0]); close(err[1]);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        snprintf(v, sizeof v, "%d", r);
-        setenv("LOOM_RANK", v, 1);
-        setenv("LOOM_LOCAL_RANK", v, 1);
-        snprintf(v, sizeof v, "%d", nranks);
-        setenv("LOOM_WORLD_SIZE", v, 1);
-        setenv("LOOM_COMM_ID", id, 1);
-        execvp(argv[0], argv);
-        fprintf(stderr, "loomrun: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(out[1]);
-    close(err[1]);
-    ranks[r] = (struct rank){ .pid = pid, .out_fd = out[0], .err_fd = err[0] };
-    ranks[r].buf[0] = malloc(LINE_MAX_BYTES);
-    ranks[r].buf[1] = malloc(LINE_MAX_BYTES);
+    free(env);
+    return code;
 }
 
-static void signal_all(int sig)
+/* ---- stopping ranks ---- */
+
+static void signal_all(struct job *j, int sig)
 {
-    for (int r = 0; r < nranks; r++)
-        if (!ranks[r].exited) kill(ranks[r].pid, sig);
+    for (int r = 0; r < j->started; r++)
+        if (!j->ranks[r].exited) kill(j->ranks[r].pid, sig);   /* unreaped: pid is ours */
 }
 
-static int reap(void)
+/* Stop every rank: sig now (0: none, they already got one), SIGKILL after the grace. */
+static void begin_stop(struct job *j, int sig, int code)
 {
-    int n = 0, st;
+    j->stopping = true;
+    j->code = code;
+    if (sig) signal_all(j, sig);
+    j->kill_at = now_ms() + GRACE_MS;
+}
+
+static void kill_now(struct job *j)
+{
+    signal_all(j, SIGKILL);
+    if (!j->killed_at) j->killed_at = now_ms();
+}
+
+/* SIGINT/SIGTERM/SIGHUP for loomrun. from_tty: the terminal sent it to the whole
+   process group, ranks included. */
+static void on_stop_signal(struct job *j, int sig, bool from_tty)
+{
+    if (j->stopping) {
+        say("got SIG%s while stopping; killing the ranks now", sigabbrev_np(sig));
+        if (!j->reraise) j->reraise = sig;
+        kill_now(j);
+        return;
+    }
+    say("got SIG%s; stopping the ranks", sigabbrev_np(sig));
+    begin_stop(j, from_tty ? 0 : sig, 128 + sig);
+    j->reraise = sig;
+}
+
+static int status_code(int st)
+{
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return 1;
+}
+
+/* A rank ended: the first failure names itself and stops the rest. */
+static void rank_ended(struct job *j, int r, int st)
+{
+    struct rank *k = &j->ranks[r];
+    k->exited = true;
+    k->status = st;
+    j->alive--;
+    if (j->stopping || status_code(st) == 0) return;
+    const char *rest = j->alive > 0 ? "; stopping the other ranks" : "";
+    if (WIFSIGNALED(st))
+        say("rank %d (pid %d) killed by signal %d (%s)%s", r, (int)k->pid, WTERMSIG(st),
+            strsignal(WTERMSIG(st)), rest);
+    else
+        say("rank %d (pid %d) exited with status %d%s", r, (int)k->pid, status_code(st), rest);
+    begin_stop(j, SIGTERM, status_code(st));
+}
+
+/* Collect every rank that has ended. Bounded: each pid is reaped once. */
+static void reap(struct job *j)
+{
+    int st;
     pid_t pid;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-        for (int r = 0; r < nranks; r++)
-            if (ranks[r].pid == pid) {
-                ranks[r].exited = 1;
-                ranks[r].status = st;
-                n++;
-            }
-    return n;
+    while (j->alive > 0 && (pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (!WIFEXITED(st) && !WIFSIGNALED(st)) continue;
+        for (int r = 0; r < j->started; r++)
+            if (j->ranks[r].pid == pid && !j->ranks[r].exited) rank_ended(j, r, st);
+    }
 }
 
-static int exit_code(int st)
+/* ---- the event loop ---- */
+
+static void read_signals(struct job *j)
 {
-    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+    struct signalfd_siginfo si;
+    for (int i = 0; i < 16; i++) {          /* at most one pending of each signal */
+        if (read(j->sigfd, &si, sizeof si) != (ssize_t)sizeof si) return;
+        if (si.ssi_signo != SIGCHLD) on_stop_signal(j, (int)si.ssi_signo, si.ssi_code == SI_KERNEL);
+    }
+}
+
+/* Deadlines: --timeout, the SIGKILL after the grace. */
+static void check_timers(struct job *j)
+{
+    int64_t t = now_ms();
+    if (j->deadline && t >= j->deadline && !j->stopping) {
+        say("timed out after %.3g s; stopping the ranks", (double)j->opt.timeout_ms / 1000);
+        begin_stop(j, SIGTERM, 124);
+    }
+    if (j->kill_at && t >= j->kill_at && !j->killed_at && j->alive > 0) {
+        say("%d rank(s) still running %d s after the stop signal; sending SIGKILL", j->alive,
+            GRACE_MS / 1000);
+        kill_now(j);
+    }
+}
+
+/* Milliseconds until the next deadline, at most one second. */
+static int poll_timeout(const struct job *j)
+{
+    int64_t t = now_ms(), next = t + 1000;
+    int64_t d[] = { j->stopping ? 0 : j->deadline, j->killed_at ? 0 : j->kill_at, j->drain_until };
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        if (d[i] && d[i] < next) next = d[i];
+    return next <= t ? 0 : (int)(next - t);
+}
+
+/* True when there is nothing left to wait for (or waiting longer is pointless). */
+static bool finished(struct job *j)
+{
+    int64_t t = now_ms();
+    if (j->alive == 0) {
+        if (j->open_streams == 0) return true;
+        if (!j->drain_until) j->drain_until = t + DRAIN_MS;   /* children of ranks */
+        return t >= j->drain_until;
+    }
+    if (j->killed_at && t >= j->killed_at + REAP_MS) {
+        for (int r = 0; r < j->started; r++)
+            if (!j->ranks[r].exited)
+                say("rank %d (pid %d) survived SIGKILL for %d s; leaving it", r, (int)j->ranks[r].pid,
+                    REAP_MS / 1000);
+        if (j->code == 0) j->code = 1;
+        return true;
+    }
+    return false;
+}
+
+static void run(struct job *j)
+{
+    int cap = 2 * j->started + 1;
+    struct pollfd *pf = calloc((size_t)cap, sizeof *pf);
+    struct stream **who = calloc((size_t)cap, sizeof *who);
+    int *whose = calloc((size_t)cap, sizeof *whose);
+    if (!pf || !who || !whose) {
+        say("out of memory; killing the ranks");
+        kill_now(j);
+        j->code = 1;
+    }
+    while (pf && who && whose && !finished(j)) {
+        int n = 0;
+        pf[n++] = (struct pollfd){ .fd = j->sigfd, .events = POLLIN };
+        for (int r = 0; r < j->started; r++)
+            for (int k = 0; k < 2; k++)
+                if (j->ranks[r].s[k].fd >= 0) {
+                    who[n] = &j->ranks[r].s[k];
+                    whose[n] = r;
+                    pf[n] = (struct pollfd){ .fd = j->ranks[r].s[k].fd, .events = POLLIN };
+                    n++;
+                }
+        int ready = poll(pf, (nfds_t)n, poll_timeout(j));
+        if (ready < 0 && errno != EINTR) {
+            say("poll failed: %s; killing the ranks", strerror(errno));
+            kill_now(j);
+            if (j->code == 0) j->code = 1;
+            break;
+        }
+        if (ready > 0 && pf[0].revents) read_signals(j);
+        for (int i = 1; ready > 0 && i < n; i++)
+            if (pf[i].revents) pump(j, whose[i], who[i]);
+        reap(j);
+        check_timers(j);
+    }
+    free(pf);
+    free(who);
+    free(whose);
+}
+
+/* ---- main ---- */
+
+/* Block SIGCHLD and the stop signals in every thread (before loom_get_id starts one)
+   and read them from a signalfd. Ignored stop signals stay ignored. */
+static bool setup_signals(struct job *j)
+{
+    static const int stops[] = { SIGINT, SIGTERM, SIGHUP };
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
+        struct sigaction old;
+        if (sigaction(stops[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaddset(&set, stops[i]);
+    }
+    signal(SIGCHLD, SIG_DFL);               /* SIG_IGN would reap the ranks for us */
+    if (sigprocmask(SIG_BLOCK, &set, &j->old_mask) != 0) return false;
+    j->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    return j->sigfd >= 0;
+}
+
+/* Two pipes per rank stay open in loomrun: make sure the descriptor limit allows it. */
+static bool raise_fd_limit(struct job *j)
+{
+    rlim_t need = (rlim_t)j->opt.nranks * 2 + 64;
+    if (getrlimit(RLIMIT_NOFILE, &j->old_nofile) != 0) return false;
+    if (j->old_nofile.rlim_cur >= need) return true;
+    struct rlimit more = { .rlim_cur = need, .rlim_max = j->old_nofile.rlim_max };
+    if (more.rlim_max != RLIM_INFINITY && more.rlim_max < need) return false;
+    return setrlimit(RLIMIT_NOFILE, &more) == 0;
+}
+
+/* Die of the signal that stopped us, so that a calling shell sees it. */
+static void die_of(int sig)
+{
+    sigset_t s;
+    signal(sig, SIG_DFL);
+    sigemptyset(&s);
+    sigaddset(&s, sig);
+    raise(sig);
+    sigprocmask(SIG_UNBLOCK, &s, NULL);     /* delivered here */
 }
 
 int main(int argc, char **argv)
 {
-    double timeout = 0;
-    int i = 1;
-    nranks = 0;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if ((!strcmp(argv[i], "-n") || !strcmp(argv[i], "-np")) && i + 1 < argc) nranks = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--no-tag")) tag = 0;
-        else if (!strcmp(argv[i], "--tag-output")) tag = 1;
-        else usage();
+    struct job j = { .opt = parse_options(argc, argv), .sigfd = -1 };
+    char path[PATH_MAX];
+    if (!find_program(j.opt.argv[0], path, sizeof path)) {
+        say("cannot run %s: %s", j.opt.argv[0],
+            strchr(j.opt.argv[0], '/') ? "not an executable file" : "not found in PATH");
+        return 127;
     }
-    if (nranks < 1 || nranks > 1024 || i >= argc) usage();
+    if (!raise_fd_limit(&j)) {
+        say("-n %d needs about %d open files; raise the limit (ulimit -n)", j.opt.nranks,
+            2 * j.opt.nranks + 64);
+        return 1;
+    }
+    if (!setup_signals(&j)) {
+        say("cannot set up signal handling: %s", strerror(errno));
+        return 1;
+    }
 
     loom_id_t id;
     char ids[LOOM_ID_STRLEN];
     if (loom_get_id(&id) != LOOM_SUCCESS || loom_id_to_string(&id, ids, sizeof ids) != LOOM_SUCCESS) {
-        fprintf(stderr, "loomrun: cannot create the job id: %s\n", loom_last_error(NULL));
+        say("cannot create the job's id: %s", loom_last_error(NULL));
         return 1;
     }
-    if (pipe(sig_pipe)) return 1;
-    fcntl(sig_pipe[0], F_SETFL, O_NONBLOCK);
-    fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
-    struct sigaction sa = { .sa_handler = on_signal };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGCHLD, &sa, NULL);
 
-    ranks = calloc((size_t)nranks, sizeof *ranks);
-    for (int r = 0; r < nranks; r++) start(r, argv + i, ids);
-
-    double t0 = now(), kill_at = 0, all_gone = 0;
-    int killed = 0;
-    int failed = -1, alive = nranks, open_fds = 2 * nranks, code = 0;
-    struct pollfd *pf = calloc((size_t)(2 * nranks + 1), sizeof *pf);
-    int *who = calloc((size_t)(2 * nranks + 1), sizeof *who);
-    while (alive > 0 || open_fds > 0) {
-        int n = 0;
-        pf[n++] = (struct pollfd){ .fd = sig_pipe[0], .events = POLLIN };
-        for (int r = 0; r < nranks; r++) {
-            if (ranks[r].out_fd >= 0) { who[n] = 2 * r; pf[n++] = (struct pollfd){ .fd = ranks[r].out_fd, .events = POLLIN }; }
-            if (ranks[r].err_fd >= 0) { who[n] = 2 * r + 1; pf[n++] = (struct pollfd){ .fd = ranks[r].err_fd, .events = POLLIN }; }
-        }
-        poll(pf, (nfds_t)n, 200);
-        if (pf[0].revents) {
-            char b[64];
-            while (read(sig_pipe[0], b, sizeof b) > 0) {}
-        }
-        for (int k = 1; k < n; k++)
-            if (pf[k].revents && !pump(who[k] / 2, who[k] % 2)) open_fds--;
-        alive -= reap();
-        if (got_signal == SIGINT || got_signal == SIGTERM) {
-            fprintf(stderr, "loomrun: got signal %d; stopping the ranks\n", (int)got_signal);
-            signal_all((int)got_signal);
-            if (!kill_at) kill_at = now() + GRACE_S;
-            if (!code) code = 128 + (int)got_signal;
-            got_signal = 0;
-        }
-        for (int r = 0; r < nranks && failed < 0; r++) {
-            if (!ranks[r].exited || exit_code(ranks[r].status) == 0 || code) continue;
-            failed = r;
-            int st = ranks[r].status;
-            if (WIFSIGNALED(st))
-                fprintf(stderr, "loomrun: rank %d (pid %d) killed by signal %d; stopping the other ranks\n", r,
-                        (int)ranks[r].pid, WTERMSIG(st));
-            else
-                fprintf(stderr, "loomrun: rank %d (pid %d) exited with status %d; stopping the other ranks\n", r,
-                        (int)ranks[r].pid, WEXITSTATUS(st));
-            code = exit_code(st);
-            signal_all(SIGTERM);
-            kill_at = now() + GRACE_S;
-        }
-        if (timeout > 0 && !kill_at && now() - t0 > timeout) {
-            fprintf(stderr, "loomrun: timeout after %.0f s; stopping the ranks\n", timeout);
-            signal_all(SIGTERM);
-            kill_at = now() + GRACE_S;
-            code = 124;
-        }
-        if (kill_at && !killed && now() > kill_at) {
-            signal_all(SIGKILL);
-            killed = 1;
-        }
-        /* A rank's own children may hold its pipes open: once every rank is gone,
-           drain for at most a second. */
-        if (alive == 0 && !all_gone) all_gone = now();
-        if (all_gone && now() - all_gone > 1) break;
+    j.ranks = calloc((size_t)j.opt.nranks, sizeof *j.ranks);
+    if (j.ranks == NULL) {
+        say("out of memory");
+        return 1;
     }
-    return code;
+    if (j.opt.timeout_ms) j.deadline = now_ms() + j.opt.timeout_ms;
+    int code = start_ranks(&j, path, ids);
+    if (code != 0) begin_stop(&j, SIGTERM, code);
+    run(&j);
+    if (j.reraise) die_of(j.reraise);
+    return j.code;
 }

@@ -89,6 +89,7 @@ static loom_result_t tcp_connect_send(struct loom_conn *c, char *err, size_t err
         return r;
     }
     net_set_nonblock(tp->fd);
+    atomic_store(&c->attached, true);
     progress_add_conn(comm->prog, c);
     return LOOM_SUCCESS;
 }
@@ -117,6 +118,7 @@ loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, char *err
     net_set_nonblock(fd);
     net_set_nodelay(fd);
     tp->fd = fd;
+    atomic_store(&c->attached, true);
     LOOM_TRACE(LOOM_SUB_NET, "tcp link from rank %d attached", src);
     return LOOM_SUCCESS;
 }

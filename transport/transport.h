@@ -116,6 +116,7 @@ struct loom_conn {
     bool is_send;
     bool proxied;                 /* progress thread drives it (tcp)             */
     _Atomic bool eof;             /* no more data will arrive (tcp: peer closed)  */
+    _Atomic bool attached;        /* tcp: a socket carries this link              */
     const struct loom_transport *tp;
     struct loom_comm *comm;
     void *priv;                   /* transport state                              */

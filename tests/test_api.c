@@ -1,0 +1,233 @@
+/* test_api: the API around the collectives, each case on its own ranks:
+ * ids to and from strings; comm_split (colors, keys, a negative color); two
+ * communicators used at once from two threads; host streams (order, query, sync);
+ * send/recv groups (a ring, self sends, several messages to one peer); barrier.
+ *
+ *   test_api [case]     (no case: all of them)
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* ---- ids ---- */
+
+static int ids(void)
+{
+    int rank = 0;
+    loom_comm_t comm = NULL;
+    loom_id_t id, back;
+    char s[LOOM_ID_STRLEN], s2[LOOM_ID_STRLEN];
+    CHECK_OK(loom_get_id(&id));
+    CHECK_OK(loom_id_to_string(&id, s, sizeof s));
+    CHECK_OK(loom_id_from_string(s, &back));
+    CHECK_OK(loom_id_to_string(&back, s2, sizeof s2));
+    CHECK(strcmp(s, s2) == 0);
+    CHECK(strncmp(s, "loom1:", 6) == 0);
+    const char *bad[] = { "", "loom1:", "loom2:1.2.3.4:5:00112233445566778899aabbccddeeff",
+                          "loom1:1.2.3.4:5:0011", "loom1:1.2.3.4:99999:00112233445566778899aabbccddeeff",
+                          "loom1:1.2.3.4:5:00112233445566778899aabbccddeefg", "garbage" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ(loom_id_from_string(bad[i], &back), LOOM_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(loom_id_from_string(NULL, &back), LOOM_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(loom_id_to_string(&id, s, 8), LOOM_ERR_INVALID_ARGUMENT);
+    memset(&back, 0, sizeof back);
+    CHECK_EQ(loom_comm_init(&comm, 2, &back, 0), LOOM_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(loom_comm_init(&comm, 0, &id, 0), LOOM_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(loom_comm_init(&comm, 2, &id, 2), LOOM_ERR_INVALID_ARGUMENT);
+    CHECK(strlen(loom_last_error(NULL)) > 0);
+    printf("ids: ok\n");
+    return 0;
+}
+
+/* ---- split ---- */
+
+static int split_body(loom_comm_t comm, int rank, int n, void *arg)
+{
+    (void)arg;
+    /* colors by parity, keys reverse the order; rank 4 opts out */
+    loom_comm_t sub;
+    int color = rank == 4 ? -1 : rank % 2;
+    CHECK_OK(loom_comm_split(comm, color, -rank, &sub));
+    if (color < 0) {
+        CHECK(sub == NULL);
+    } else {
+        int members = 0, mypos = 0;
+        for (int q = n - 1; q >= 0; q--)
+            if (q != 4 && q % 2 == color) {
+                if (q == rank) mypos = members;
+                members++;
+            }
+        CHECK_EQ(loom_comm_size(sub), members);
+        CHECK_EQ(loom_comm_rank(sub), mypos);
+        int32_t v = rank, sum = 0, want = 0;
+        for (int q = 0; q < n; q++) want += q != 4 && q % 2 == color ? q : 0;
+        CHECK_OK(loom_allreduce(&v, &sum, 1, LOOM_INT32, LOOM_SUM, sub, NULL));
+        CHECK_EQ(sum, want);
+        CHECK_OK(loom_comm_destroy(sub));
+    }
+    /* the parent still works */
+    int32_t one = 1, total = 0;
+    CHECK_OK(loom_allreduce(&one, &total, 1, LOOM_INT32, LOOM_SUM, comm, NULL));
+    CHECK_EQ(total, n);
+    /* bad arguments */
+    CHECK_EQ(loom_comm_split(comm, 0, 0, NULL), LOOM_ERR_INVALID_ARGUMENT);
+    return 0;
+}
+
+/* ---- two communicators at once ---- */
+
+struct thread_arg {
+    loom_comm_t comm;
+    int rank, n;
+    size_t count;
+    int rc;
+};
+
+static void *allreduce_loop(void *p)
+{
+    struct thread_arg *a = p;
+    int rank = a->rank;
+    loom_comm_t comm = a->comm;
+    float *x = malloc(a->count * sizeof *x), *y = malloc(a->count * sizeof *y);
+    a->rc = 1;
+    for (int it = 0; it < 20; it++) {
+        for (size_t i = 0; i < a->count; i++) x[i] = (float)((rank + 1) * ((i + (size_t)it) % 5));
+        if (loom_allreduce(x, y, a->count, LOOM_FLOAT32, LOOM_SUM, comm, NULL) != LOOM_SUCCESS) {
+            fprintf(stderr, "rank %d: allreduce: %s\n", rank, loom_last_error(comm));
+            return NULL;
+        }
+        for (size_t i = 0; i < a->count; i++)
+            if (y[i] != (float)(a->n * (a->n + 1) / 2 * (int)((i + (size_t)it) % 5))) {
+                fprintf(stderr, "rank %d: element %zu wrong: %g\n", rank, i, y[i]);
+                return NULL;
+            }
+    }
+    free(x);
+    free(y);
+    a->rc = 0;
+    return NULL;
+}
+
+static int two_comms_body(loom_comm_t comm, int rank, int n, void *arg)
+{
+    (void)arg;
+    loom_comm_t second;
+    CHECK_OK(loom_comm_split(comm, 0, rank, &second));
+    struct thread_arg a = { comm, rank, n, 300001, 1 }, b = { second, rank, n, 7777, 1 };
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, allreduce_loop, &a);
+    pthread_create(&tb, NULL, allreduce_loop, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK_EQ(a.rc, 0);
+    CHECK_EQ(b.rc, 0);
+    CHECK_OK(loom_comm_destroy(second));
+    return 0;
+}
+
+/* ---- streams ---- */
+
+static int stream_body(loom_comm_t comm, int rank, int n, void *arg)
+{
+    (void)arg;
+    enum { K = 6, COUNT = 200000 };
+    loom_stream_t s;
+    CHECK_OK(loom_stream_create(&s));
+    int32_t *buf = malloc(sizeof *buf * COUNT);
+    for (int i = 0; i < COUNT; i++) buf[i] = rank + i % 3;
+    /* in place, K times: each result feeds the next, so order matters */
+    for (int k = 0; k < K; k++) CHECK_OK(loom_allreduce(buf, buf, COUNT, LOOM_INT32, LOOM_SUM, comm, s));
+    loom_result_t q = loom_stream_query(s);
+    CHECK(q == LOOM_IN_PROGRESS || q == LOOM_SUCCESS);
+    CHECK_OK(loom_barrier(comm, s));
+    CHECK_OK(loom_stream_sync(s));
+    CHECK_EQ(loom_stream_query(s), LOOM_SUCCESS);
+    long long mult = 1;
+    for (int k = 0; k < K; k++) mult *= n;
+    for (int i = 0; i < COUNT; i++) {
+        long long v = (long long)n * (n - 1) / 2 + (long long)n * (i % 3);
+        long long want = v * (mult / n);
+        if (buf[i] != (int32_t)want) {
+            fprintf(stderr, "rank %d: element %d is %d, want %lld\n", rank, i, buf[i], want);
+            return 1;
+        }
+    }
+    /* a blocking call after queued ones runs after them */
+    float x = 1, y = 0;
+    CHECK_OK(loom_allreduce(&x, &y, 1, LOOM_FLOAT32, LOOM_SUM, comm, s));
+    CHECK_OK(loom_allreduce(&y, &x, 1, LOOM_FLOAT32, LOOM_SUM, comm, NULL));
+    CHECK_OK(loom_stream_sync(s));
+    CHECK_EQ((long long)x, (long long)n * n);
+    CHECK_OK(loom_stream_destroy(s));
+    CHECK_EQ(loom_stream_wrap_cuda(NULL, &s), LOOM_ERR_INVALID_USAGE);
+    free(buf);
+    return 0;
+}
+
+/* ---- groups of sends and receives ---- */
+
+static int group_body(loom_comm_t comm, int rank, int n, void *arg)
+{
+    (void)arg;
+    enum { COUNT = 100003 };
+    int64_t *out = malloc(sizeof *out * COUNT * 3), *in = malloc(sizeof *in * COUNT * 3);
+    for (int i = 0; i < COUNT * 3; i++) out[i] = rank * 1000000 + i;
+    int to = (rank + 1) % n, from = (rank + n - 1) % n;
+    /* three messages to the same peer arrive in order; one to myself */
+    CHECK_OK(loom_group_start());
+    for (int k = 0; k < 3; k++) {
+        CHECK_OK(loom_recv(in + k * COUNT, COUNT, LOOM_INT64, from, comm, NULL));
+        CHECK_OK(loom_send(out + k * COUNT, COUNT, LOOM_INT64, to, comm, NULL));
+    }
+    CHECK_OK(loom_group_end());
+    for (int i = 0; i < COUNT * 3; i++) CHECK_EQ(in[i], from * 1000000 + i);
+    CHECK_OK(loom_group_start());
+    CHECK_OK(loom_send(out, 5, LOOM_INT64, rank, comm, NULL));
+    CHECK_OK(loom_recv(in, 5, LOOM_INT64, rank, comm, NULL));
+    CHECK_OK(loom_group_end());
+    for (int i = 0; i < 5; i++) CHECK_EQ(in[i], out[i]);
+    /* an unmatched self send is refused before anything moves */
+    CHECK_OK(loom_group_start());
+    CHECK_OK(loom_send(out, 5, LOOM_INT64, rank, comm, NULL));
+    CHECK_EQ(loom_group_end(), LOOM_ERR_INVALID_ARGUMENT);
+    CHECK_EQ(loom_send(out, 5, LOOM_INT64, rank, comm, NULL), LOOM_ERR_INVALID_USAGE);
+    CHECK_EQ(loom_group_end(), LOOM_ERR_INVALID_USAGE);
+    /* all-to-all made of sends and recvs, like a user would */
+    CHECK_OK(loom_group_start());
+    for (int q = 0; q < n; q++) {
+        CHECK_OK(loom_send(out + q * 10, 10, LOOM_INT64, q, comm, NULL));
+        CHECK_OK(loom_recv(in + q * 10, 10, LOOM_INT64, q, comm, NULL));
+    }
+    CHECK_OK(loom_group_end());
+    for (int q = 0; q < n; q++)
+        for (int i = 0; i < 10; i++) CHECK_EQ(in[q * 10 + i], q * 1000000 + rank * 10 + i);
+    /* the comm still works */
+    CHECK_OK(loom_barrier(comm, NULL));
+    free(in);
+    free(out);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = argc > 1 ? argv[1] : "";
+    int fail = 0;
+    if (!*only || !strcmp(only, "ids")) fail |= ids();
+    if (!*only || !strcmp(only, "split")) fail |= run_ranks("split", 6, split_body, NULL, NULL);
+    if (!*only || !strcmp(only, "two_comms")) {
+        fail |= run_ranks("two-comms-shm", 3, two_comms_body, NULL, NULL);
+        setenv("LOOM_TRANSPORT", "tcp", 1);
+        fail |= run_ranks("two-comms-tcp", 3, two_comms_body, NULL, NULL);
+        unsetenv("LOOM_TRANSPORT");
+    }
+    if (!*only || !strcmp(only, "stream")) fail |= run_ranks("stream", 4, stream_body, NULL, NULL);
+    if (!*only || !strcmp(only, "group")) {
+        fail |= run_ranks("group-1", 1, group_body, NULL, NULL);
+        fail |= run_ranks("group-4", 4, group_body, NULL, NULL);
+        setenv("LOOM_TRANSPORT", "tcp", 1);
+        fail |= run_ranks("group-4-tcp", 4, group_body, NULL, NULL);
+        unsetenv("LOOM_TRANSPORT");
+    }
+    return fail;
+}
