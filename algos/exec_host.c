@@ -52,12 +52,14 @@ static inline void cpu_relax(void)
 static loom_result_t fail_wait(struct exec *x, struct loom_conn *conn, loom_result_t code, const char *why)
 {
     struct loom_comm *c = x->c;
-    char name[128], msg[640];
+    char name[128], silent[400] = "", msg[768];
     comm_peer_name(c, conn->peer, name, sizeof name);
-    snprintf(msg, sizeof msg, "%s (count %zu, %s) on rank %d: %s %s %s", coll_name(x->op->coll),
-             x->op->count, loom_dtype_name(x->op->dt), c->rank, why,
+    /* On a timeout, first the peers that went quiet: the one this rank waits for is
+       often alive and waiting itself, behind a stopped rank further along. */
+    if (code == LOOM_ERR_TIMEOUT) progress_silence_report(c->prog, silent, sizeof silent);
+    snprintf(msg, sizeof msg, "%s (count %zu, %s) on rank %d: %s%s; this rank was %s %s", coll_name(x->op->coll),
+             x->op->count, loom_dtype_name(x->op->dt), c->rank, why, silent,
              conn->is_send ? "sending to" : "receiving from", name);
-    if (code == LOOM_ERR_TIMEOUT) progress_silence_report(c->prog, msg, sizeof msg);
     comm_fail(c, code, true, "%s", msg);
     return code;
 }
@@ -72,7 +74,7 @@ static loom_result_t wait_check(struct exec *x, struct loom_conn *conn, bool sen
        (shm: in the FIFO already; tcp: up to the socket's end, or no socket at all). */
     if (atomic_load(&c->peer_gone[conn->peer]) &&
         (sending || !conn->proxied || atomic_load(&conn->eof) || !atomic_load(&conn->attached)))
-        return fail_wait(x, conn, LOOM_ERR_REMOTE, "the peer destroyed its communicator while");
+        return fail_wait(x, conn, LOOM_ERR_REMOTE, "the peer destroyed its communicator");
     if (net_now_ns() > x->deadline) {
         char why[96];
         snprintf(why, sizeof why, "timed out after %lld ms", (long long)c->cfg.timeout_ms);

@@ -132,14 +132,9 @@ static void root_serve(struct root *rt)
         struct pollfd p = { .fd = rt->fd, .events = POLLIN };
         int ms = net_ms_left(deadline);
         if (ms == 0 || poll(&p, 1, ms) <= 0) break;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int fd = accept4(rt->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-        if (fd < 0) continue;
-        struct loom_addr from;
         char from_s[80];
-        net_addr_from_sockaddr(&from, (struct sockaddr *)&ss);
-        net_addr_str(&from, from_s, sizeof from_s);
+        int fd = net_accept(rt->fd, from_s, sizeof from_s);
+        if (fd < 0) continue;
 
         struct hello h;
         uint64_t hd = net_deadline(2000);

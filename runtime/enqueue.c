@@ -190,12 +190,17 @@ static loom_result_t check_comm(struct loom_comm *c, const char *fn)
     return LOOM_SUCCESS;
 }
 
-static loom_result_t check_types(struct loom_comm *c, const char *fn, loom_dtype_t dt, int op)
+static loom_result_t check_dtype(struct loom_comm *c, const char *fn, loom_dtype_t dt)
 {
     if ((unsigned)dt >= LOOM_NUM_DTYPES)
         return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "%s: unknown dtype %d", fn, (int)dt);
-    if (op >= 0 && op >= LOOM_NUM_OPS)
-        return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "%s: unknown op %d", fn, op);
+    return LOOM_SUCCESS;
+}
+
+static loom_result_t check_op(struct loom_comm *c, const char *fn, loom_op_t op)
+{
+    if ((unsigned)op >= LOOM_NUM_OPS)
+        return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "%s: unknown op %d", fn, (int)op);
     return LOOM_SUCCESS;
 }
 
@@ -240,7 +245,8 @@ loom_result_t loom_allreduce(const void *send, void *recv, size_t count, loom_dt
 {
     const char *fn = "loom_allreduce";
     LOOM_RETURN_IF_ERR(check_comm(c, fn));
-    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, (int)op));
+    LOOM_RETURN_IF_ERR(check_dtype(c, fn, dt));
+    LOOM_RETURN_IF_ERR(check_op(c, fn, op));
     LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, 1));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, send, count, "send"));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, count, "recv"));
@@ -254,7 +260,8 @@ loom_result_t loom_reduce(const void *send, void *recv, size_t count, loom_dtype
 {
     const char *fn = "loom_reduce";
     LOOM_RETURN_IF_ERR(check_comm(c, fn));
-    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, (int)op));
+    LOOM_RETURN_IF_ERR(check_dtype(c, fn, dt));
+    LOOM_RETURN_IF_ERR(check_op(c, fn, op));
     LOOM_RETURN_IF_ERR(check_rank(c, fn, root, "root"));
     LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, 1));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, send, count, "send"));
@@ -269,7 +276,7 @@ loom_result_t loom_broadcast(const void *send, void *recv, size_t count, loom_dt
 {
     const char *fn = "loom_broadcast";
     LOOM_RETURN_IF_ERR(check_comm(c, fn));
-    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, -1));
+    LOOM_RETURN_IF_ERR(check_dtype(c, fn, dt));
     LOOM_RETURN_IF_ERR(check_rank(c, fn, root, "root"));
     LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, 1));
     if (c->rank == root) LOOM_RETURN_IF_ERR(check_buf(c, fn, send, count, "send"));
@@ -284,7 +291,7 @@ loom_result_t loom_allgather(const void *send, void *recv, size_t sendcount, loo
 {
     const char *fn = "loom_allgather";
     LOOM_RETURN_IF_ERR(check_comm(c, fn));
-    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, -1));
+    LOOM_RETURN_IF_ERR(check_dtype(c, fn, dt));
     LOOM_RETURN_IF_ERR(check_size(c, fn, sendcount, dt, (size_t)c->nranks));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, send, sendcount, "send"));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, sendcount, "recv"));
@@ -298,7 +305,8 @@ loom_result_t loom_reduce_scatter(const void *send, void *recv, size_t recvcount
 {
     const char *fn = "loom_reduce_scatter";
     LOOM_RETURN_IF_ERR(check_comm(c, fn));
-    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, (int)op));
+    LOOM_RETURN_IF_ERR(check_dtype(c, fn, dt));
+    LOOM_RETURN_IF_ERR(check_op(c, fn, op));
     LOOM_RETURN_IF_ERR(check_size(c, fn, recvcount, dt, (size_t)c->nranks));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, send, recvcount, "send"));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, recvcount, "recv"));
@@ -312,7 +320,7 @@ loom_result_t loom_alltoall(const void *send, void *recv, size_t count, loom_dty
 {
     const char *fn = "loom_alltoall";
     LOOM_RETURN_IF_ERR(check_comm(c, fn));
-    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, -1));
+    LOOM_RETURN_IF_ERR(check_dtype(c, fn, dt));
     LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, (size_t)c->nranks));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, send, count, "send"));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, recv, count, "recv"));
@@ -325,7 +333,7 @@ static loom_result_t p2p(const char *fn, bool is_send, void *buf, size_t count, 
                          int peer, loom_comm_t c, loom_stream_t s)
 {
     LOOM_RETURN_IF_ERR(check_comm(c, fn));
-    LOOM_RETURN_IF_ERR(check_types(c, fn, dt, -1));
+    LOOM_RETURN_IF_ERR(check_dtype(c, fn, dt));
     LOOM_RETURN_IF_ERR(check_rank(c, fn, peer, "peer"));
     LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, 1));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, buf, count, "the"));

@@ -45,9 +45,9 @@ static const struct loom_env_var table[] = {
     { "LOOM_SOCKET_FAMILY", LOOM_ENV_STR, "",
       "AF_INET or AF_INET6: use only addresses of that family (empty = either)" },
     { "LOOM_NSLOTS", LOOM_ENV_INT, "8",
-      "FIFO slots per directed link (more slots = more bytes in flight)" },
+      "FIFO slots per directed link, rounded up to a power of two from 2 to 64 (more = more bytes in flight)" },
     { "LOOM_SLOT_BYTES", LOOM_ENV_SIZE, "128K",
-      "bytes per FIFO slot, a multiple of 64; K, M, G suffixes (powers of 1024)" },
+      "bytes per FIFO slot, a multiple of 64 from 64 to 64M; K, M, G suffixes (powers of 1024)" },
     { "LOOM_SPIN_US", LOOM_ENV_INT, "-1",
       "microseconds a waiter spins before it sleeps on a futex; -1 = auto (none when local ranks outnumber cores)" },
 

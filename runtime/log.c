@@ -100,12 +100,13 @@ static void emit(enum loom_log_level lvl, unsigned sub, const char *file, int li
     while (w < 0 && errno == EINTR);
 }
 
-static void emit_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void emit_warn(const char *fmt, ...)
+/* A warning about the log settings themselves (init cannot call loom_log). */
+static void init_warn(int line, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void init_warn(int line, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    emit(LOOM_LOG_WARN, LOOM_SUB_ENV, __FILE__, __LINE__, fmt, ap);
+    emit(LOOM_LOG_WARN, LOOM_SUB_ENV, __FILE__, line, fmt, ap);
     va_end(ap);
 }
 
@@ -202,17 +203,17 @@ static void init(void)
     const char *file = loom_env_str("LOOM_DEBUG_FILE");
     problem[0] = '\0';
     if (file[0]) open_file(file, problem, sizeof problem);
-    if (problem[0]) emit_warn("%s", problem);
+    if (problem[0]) init_warn(__LINE__, "%s", problem);
 
     const char *l = loom_env_str("LOOM_DEBUG");
     int lv = parse_level(l);
     level = lv < 0 ? LOOM_LOG_NONE : lv;
-    if (lv < 0) emit_warn("LOOM_DEBUG='%s' is not WARN, INFO or TRACE; printing warnings only", l);
+    if (lv < 0) init_warn(__LINE__, "LOOM_DEBUG='%s' is not WARN, INFO or TRACE; printing warnings only", l);
 
     const char *s = loom_env_str("LOOM_DEBUG_SUBSYS");
     subsys = parse_subsys(s, bad, sizeof bad);
     if (bad[0])
-        emit_warn("LOOM_DEBUG_SUBSYS='%s': unknown subsystem '%s' ignored (known: "
+        init_warn(__LINE__, "LOOM_DEBUG_SUBSYS='%s': unknown subsystem '%s' ignored (known: "
                   "INIT,BOOT,NET,SHM,COLL,PROXY,ENV,ALL)", s, bad);
 }
 

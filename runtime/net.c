@@ -248,6 +248,18 @@ fail:;
     return LOOM_ERR_SYSTEM;
 }
 
+int net_accept(int listen_fd, char *from, size_t fromlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+    if (fd < 0) return -1;
+    struct loom_addr a;
+    net_addr_from_sockaddr(&a, (struct sockaddr *)&ss);
+    net_addr_str(&a, from, fromlen);
+    return fd;
+}
+
 loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, int *fd_out,
                           char *err, size_t errlen)
 {

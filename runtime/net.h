@@ -47,6 +47,8 @@ bool net_ifname_matches(const char *spec, const char *ifname);
 
 /* Listening socket bound to a (port 0: any); a->port is updated. */
 loom_result_t net_listen(struct loom_addr *a, int *fd, char *err, size_t errlen);
+/* Accept one connection (-1 if none); from receives the peer's address as text. */
+int net_accept(int listen_fd, char *from, size_t fromlen);
 /* Connect, retrying refused connections until the deadline (the peer may not be up). */
 loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, int *fd,
                           char *err, size_t errlen);

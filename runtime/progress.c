@@ -98,10 +98,19 @@ void progress_tell_peers(struct loom_progress *p)
     (void)n;
 }
 
+/* At least four heartbeats per timeout, so silence is visible before a wait expires. */
+static int64_t heartbeat_ms(const struct loom_comm *c)
+{
+    int64_t hb = c->cfg.heartbeat_ms, quarter = c->cfg.timeout_ms / 4;
+    return hb < quarter ? hb : (quarter > 10 ? quarter : 10);
+}
+
 void progress_silence_report(struct loom_progress *p, char *buf, size_t len)
 {
     struct loom_comm *c = p->comm;
-    uint64_t now = net_now_ns(), limit = (uint64_t)(2 * c->cfg.heartbeat_ms + 500) * 1000000ull;
+    /* Silent for two heartbeats is suspicious; the interval shrinks with the timeout
+       (progress_heartbeat_ms) so a stopped peer shows before anyone times out. */
+    uint64_t now = net_now_ns(), limit = (uint64_t)(2 * heartbeat_ms(c) + 50) * 1000000ull;
     size_t off = strlen(buf);
     for (int r = 0; r < c->nranks && off + 80 < len; r++) {
         if (r == c->rank || p->peers[r].heard_ns == 0) continue;
@@ -140,14 +149,9 @@ loom_result_t progress_send_hello(struct loom_comm *c, int fd, uint32_t kind, in
 static void accept_one(struct loom_progress *p)
 {
     struct loom_comm *c = p->comm;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int fd = accept4(c->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-    if (fd < 0) return;
-    struct loom_addr from;
     char from_s[80];
-    net_addr_from_sockaddr(&from, (struct sockaddr *)&ss);
-    net_addr_str(&from, from_s, sizeof from_s);
+    int fd = net_accept(c->listen_fd, from_s, sizeof from_s);
+    if (fd < 0) return;
     struct conn_hello h;
     if (net_recv_all(fd, &h, sizeof h, net_deadline(2000)) != LOOM_SUCCESS ||
         h.magic != CONN_MAGIC || !boot_secret_equal(h.secret, c->secret)) {
@@ -236,7 +240,10 @@ static void ctrl_read(struct loom_progress *p, int r)
                 text[f.len] = '\0';
                 comm_peer_name(c, r, name, sizeof name);
                 atomic_store(&c->peer_gone[r], true);
-                comm_fail(c, LOOM_ERR_REMOTE, false, "%s failed: %s", name, text);
+                /* A mismatch of arguments is the user's error on every rank; anything
+                   else is, from here, a remote failure. */
+                comm_fail(c, f.code == LOOM_ERR_INVALID_ARGUMENT ? LOOM_ERR_INVALID_ARGUMENT : LOOM_ERR_REMOTE,
+                          false, "%s failed: %s", name, text);
             }
             memmove(cp->rx, cp->rx + need, cp->rx_len - need);
             cp->rx_len -= need;
@@ -342,7 +349,7 @@ static void *progress_main(void *arg)
             for (int r = 0; r < c->nranks; r++)
                 if (p->peers[r].fd >= 0 && !atomic_load(&c->peer_gone[r]))
                     ctrl_send(p, r, CTRL_HEARTBEAT, 0, NULL);
-            next_hb = now + (uint64_t)c->cfg.heartbeat_ms * 1000000ull;
+            next_hb = now + (uint64_t)heartbeat_ms(c) * 1000000ull;
         }
         int timeout = 0;
         if (!did) {

@@ -209,6 +209,19 @@ static int group_body(loom_comm_t comm, int rank, int n, void *arg)
     return 0;
 }
 
+/* ---- many ranks: the rendezvous and control mesh at 64 ---- */
+
+static int scale_body(loom_comm_t comm, int rank, int n, void *arg)
+{
+    (void)arg;
+    int64_t v[1000], sum[1000];
+    for (int i = 0; i < 1000; i++) v[i] = rank * i;
+    CHECK_OK(loom_allreduce(v, sum, 1000, LOOM_INT64, LOOM_SUM, comm, NULL));
+    for (int i = 0; i < 1000; i++) CHECK_EQ(sum[i], (int64_t)n * (n - 1) / 2 * i);
+    CHECK_OK(loom_barrier(comm, NULL));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : "";
@@ -228,6 +241,10 @@ int main(int argc, char **argv)
         setenv("LOOM_TRANSPORT", "tcp", 1);
         fail |= run_ranks("group-4-tcp", 4, group_body, NULL, NULL);
         unsetenv("LOOM_TRANSPORT");
+    }
+    if (!strcmp(only, "scale64")) {
+        struct run_opts o = { .timeout_s = 240 };
+        fail |= run_ranks("scale-64", 64, scale_body, NULL, &o);
     }
     return fail;
 }

@@ -22,7 +22,14 @@
  * ignored, in loomrun and in the ranks. If loomrun itself is killed outright, the ranks
  * get SIGTERM from the kernel (PR_SET_PDEATHSIG).
  *
- * Only rank 0 reads loomrun's stdin; the others read /dev/null.
+ * Signals go to the ranks' own processes, not to processes a rank starts: a shell
+ * script rank should exec its last command. Once every rank has ended, loomrun waits
+ * at most 1 s more for output from such leftovers, then exits.
+ *
+ * Output: loomrun never sits in a blocked write (it polls for room), so it keeps
+ * acting on signals while a reader stalls; while stopping it drops output that
+ * cannot be written for 3 s. Only rank 0 reads loomrun's stdin; the others get
+ * /dev/null.
  *
  * This is not a multi-host launcher: across hosts use mpirun, srun or torchrun, whose
  * variables loom_comm_init_env also reads. It does not pin ranks to cores.
@@ -57,7 +64,6 @@ extern char **environ;
                                children of ranks that still hold the pipes              */
 #define REAP_MS    10000    /* after SIGKILL, give up on ranks that still do not die    */
 #define LINE_BYTES 65536    /* longer lines are split                                   */
-#define WRITE_TRIES 30      /* seconds a blocked stdout may make no progress            */
 
 /* ---- messages ---- */
 
@@ -208,7 +214,7 @@ static bool find_program(const char *name, char *out, size_t len)
     }
 }
 
-/* ---- output: prefixed lines ---- */
+/* ---- the job ---- */
 
 struct stream {              /* one output of one rank */
     int fd;                  /* read end of the pipe; -1 once closed */
@@ -238,20 +244,165 @@ struct job {
     int64_t kill_at;         /* SIGKILL then; 0: not planned                  */
     int64_t killed_at;       /* when SIGKILL went out; 0: not yet             */
     int64_t drain_until;     /* stop waiting for output then; 0: not yet      */
+    bool drop_output;        /* stdout/stderr stalled while stopping: give up  */
 };
 
-/* Write all of iov; bounded when stdout is non-blocking and its reader stalls. */
-static void write_all(int fd, struct iovec *iov, int n)
+/* ---- stopping ranks ---- */
+
+static void signal_all(struct job *j, int sig)
 {
-    int stalls = 0;
-    while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0 && errno == EAGAIN && stalls++ < WRITE_TRIES) {
-            struct pollfd p = { .fd = fd, .events = POLLOUT };
-            poll(&p, 1, 1000);
+    for (int r = 0; r < j->started; r++)
+        if (!j->ranks[r].exited) kill(j->ranks[r].pid, sig);   /* unreaped: pid is ours */
+}
+
+/* Stop every rank: sig now (0: none, they already got one), SIGKILL after the grace. */
+static void begin_stop(struct job *j, int sig, int code)
+{
+    j->stopping = true;
+    j->code = code;
+    if (sig) signal_all(j, sig);
+    j->kill_at = now_ms() + GRACE_MS;
+}
+
+static void kill_now(struct job *j)
+{
+    signal_all(j, SIGKILL);
+    if (!j->killed_at) j->killed_at = now_ms();
+}
+
+/* SIGINT/SIGTERM/SIGHUP for loomrun. from_tty: the terminal sent it to the whole
+   process group, ranks included. */
+static void on_stop_signal(struct job *j, int sig, bool from_tty)
+{
+    if (j->stopping) {
+        say("got SIG%s while stopping; killing the ranks now", sigabbrev_np(sig));
+        if (!j->reraise) j->reraise = sig;
+        kill_now(j);
+        return;
+    }
+    say("got SIG%s; stopping the ranks", sigabbrev_np(sig));
+    begin_stop(j, from_tty ? 0 : sig, 128 + sig);
+    j->reraise = sig;
+}
+
+static int status_code(int st)
+{
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return 1;
+}
+
+/* A rank ended: the first failure names itself and stops the rest. */
+static void rank_ended(struct job *j, int r, int st)
+{
+    struct rank *k = &j->ranks[r];
+    k->exited = true;
+    k->status = st;
+    j->alive--;
+    if (j->stopping || status_code(st) == 0) return;
+    const char *rest = j->alive > 0 ? "; stopping the other ranks" : "";
+    if (WIFSIGNALED(st))
+        say("rank %d (pid %d) killed by signal %d (%s)%s", r, (int)k->pid, WTERMSIG(st),
+            strsignal(WTERMSIG(st)), rest);
+    else
+        say("rank %d (pid %d) exited with status %d%s", r, (int)k->pid, status_code(st), rest);
+    begin_stop(j, SIGTERM, status_code(st));
+}
+
+/* Collect every rank that has ended. Bounded: each pid is reaped once. */
+static void reap(struct job *j)
+{
+    int st;
+    pid_t pid;
+    while (j->alive > 0 && (pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (!WIFEXITED(st) && !WIFSIGNALED(st)) continue;
+        for (int r = 0; r < j->started; r++)
+            if (j->ranks[r].pid == pid && !j->ranks[r].exited) rank_ended(j, r, st);
+    }
+}
+
+static void read_signals(struct job *j)
+{
+    struct signalfd_siginfo si;
+    for (int i = 0; i < 16; i++) {          /* at most one pending of each signal */
+        if (read(j->sigfd, &si, sizeof si) != (ssize_t)sizeof si) return;
+        if (si.ssi_signo != SIGCHLD) on_stop_signal(j, (int)si.ssi_signo, si.ssi_code == SI_KERNEL);
+    }
+}
+
+/* "0, 2, 5" (the ranks not yet ended), cut with "..." when long. */
+static const char *running_ranks(const struct job *j, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int r = 0; r < j->started; r++) {
+        if (j->ranks[r].exited) continue;
+        if (o + 16 >= len) {
+            snprintf(buf + o, len - o, "...");
+            break;
+        }
+        o += (size_t)snprintf(buf + o, len - o, "%s%d", o ? ", " : "", r);
+    }
+    return buf;
+}
+
+/* Deadlines: --timeout, the SIGKILL after the grace. */
+static void check_timers(struct job *j)
+{
+    int64_t t = now_ms();
+    if (j->deadline && t >= j->deadline && !j->stopping) {
+        say("timed out after %.3g s; stopping the ranks", (double)j->opt.timeout_ms / 1000);
+        begin_stop(j, SIGTERM, 124);
+    }
+    if (j->kill_at && t >= j->kill_at && !j->killed_at && j->alive > 0) {
+        char list[128];
+        say("rank%s %s still running %d s after the stop signal; sending SIGKILL",
+            j->alive > 1 ? "s" : "", running_ranks(j, list, sizeof list), GRACE_MS / 1000);
+        kill_now(j);
+    }
+}
+
+/* ---- output: prefixed lines ---- */
+
+/* Copy of the first at most max bytes of iov[0..n) into out; returns its length. */
+static int iov_prefix(const struct iovec *iov, int n, size_t max, struct iovec *out)
+{
+    int k = 0;
+    for (; k < n && max > 0; k++) {
+        out[k] = iov[k];
+        if (out[k].iov_len > max) out[k].iov_len = max;
+        max -= out[k].iov_len;
+    }
+    return k;
+}
+
+/* Write all of iov to fd (stdout or stderr), PIPE_BUF bytes at a time once poll says
+   there is room, so loomrun never sits in a blocked write: while a reader stalls it
+   still acts on signals and on its deadlines. Stalled for GRACE_MS while stopping, it
+   gives up on output (everything after is dropped): stopping must end. */
+static void write_all(struct job *j, int fd, struct iovec *iov, int n)
+{
+    int64_t stalled_since = 0;
+    while (n > 0 && !j->drop_output) {
+        struct pollfd p[2] = { { .fd = fd, .events = POLLOUT }, { .fd = j->sigfd, .events = POLLIN } };
+        int ready = poll(p, 2, 1000);
+        if (ready > 0 && p[1].revents) read_signals(j);
+        reap(j);
+        check_timers(j);
+        if (ready <= 0 || !(p[0].revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL))) {
+            int64_t t = now_ms();
+            if (!stalled_since) stalled_since = t;
+            if (j->stopping && t - stalled_since >= GRACE_MS) {
+                j->drop_output = true;
+                say("output stalled for %d s while stopping; dropping the rest", GRACE_MS / 1000);
+            }
             continue;
         }
+        stalled_since = 0;
+        struct iovec part[4];
+        int k = iov_prefix(iov, n, PIPE_BUF, part);
+        ssize_t w = writev(fd, part, k);
+        if (w < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (w < 0) return;                  /* the reader is gone: drop the line */
         for (; n > 0 && (size_t)w >= iov->iov_len; iov++, n--) w -= (ssize_t)iov->iov_len;
         if (n > 0) {
@@ -261,19 +412,38 @@ static void write_all(int fd, struct iovec *iov, int n)
     }
 }
 
+/* Lines waiting to be written, by file descriptor (1: stdout, 2: stderr): a read of
+   many lines goes out in few writes. Holds any one line (prefix + LINE_BYTES buffered
+   + at most LINE_BYTES read + newline). */
+#define OUT_BYTES (4 * LINE_BYTES)
+static struct { char data[OUT_BYTES]; size_t len; } pending[3];
+
+static void flush_output(struct job *j, int fd)
+{
+    struct iovec iov = { pending[fd].data, pending[fd].len };
+    if (pending[fd].len) write_all(j, fd, &iov, 1);
+    pending[fd].len = 0;
+}
+
 /* One output line: prefix, the buffered part, the new part, newline. */
-static void emit_line(const struct job *j, int r, const struct stream *s, const char *more, size_t nmore)
+static void emit_line(struct job *j, int r, const struct stream *s, const char *more, size_t nmore)
 {
     char prefix[24] = "";
     if (j->opt.tag) snprintf(prefix, sizeof prefix, "[%d] ", r);
-    struct iovec iov[4] = {
-        { prefix, strlen(prefix) }, { s->line, s->len }, { (char *)more, nmore }, { "\n", 1 },
-    };
-    write_all(s->dest, iov, 4);
+    const char *piece[3] = { prefix, s->line, more };
+    size_t len[3] = { strlen(prefix), s->len, nmore };
+    if (pending[s->dest].len + len[0] + len[1] + len[2] + 1 > OUT_BYTES) flush_output(j, s->dest);
+    char *out = pending[s->dest].data + pending[s->dest].len;
+    for (int i = 0; i < 3; i++) {
+        if (len[i]) memcpy(out, piece[i], len[i]);
+        out += len[i];
+    }
+    *out++ = '\n';
+    pending[s->dest].len = (size_t)(out - pending[s->dest].data);
 }
 
 /* Keep an unfinished line; a full buffer goes out as a line of its own. */
-static void keep_partial(const struct job *j, int r, struct stream *s, const char *p, size_t n)
+static void keep_partial(struct job *j, int r, struct stream *s, const char *p, size_t n)
 {
     while (n > 0) {
         if (s->line == NULL && (s->line = malloc(LINE_BYTES)) == NULL) {
@@ -295,6 +465,7 @@ static void keep_partial(const struct job *j, int r, struct stream *s, const cha
 static void close_stream(struct job *j, int r, struct stream *s)
 {
     if (s->len) emit_line(j, r, s, "", 0);   /* a last line without newline */
+    flush_output(j, s->dest);
     s->len = 0;
     free(s->line);
     s->line = NULL;
@@ -318,12 +489,13 @@ static void pump(struct job *j, int r, struct stream *s)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (nl == NULL) {
             keep_partial(j, r, s, p, (size_t)(end - p));
-            return;
+            break;
         }
         emit_line(j, r, s, p, (size_t)(nl - p));
         s->len = 0;
         p = nl + 1;
     }
+    flush_output(j, s->dest);
 }
 
 /* ---- starting ranks ---- */
@@ -450,105 +622,7 @@ static int start_ranks(struct job *j, const char *path, const char *id)
     return code;
 }
 
-/* ---- stopping ranks ---- */
-
-static void signal_all(struct job *j, int sig)
-{
-    for (int r = 0; r < j->started; r++)
-        if (!j->ranks[r].exited) kill(j->ranks[r].pid, sig);   /* unreaped: pid is ours */
-}
-
-/* Stop every rank: sig now (0: none, they already got one), SIGKILL after the grace. */
-static void begin_stop(struct job *j, int sig, int code)
-{
-    j->stopping = true;
-    j->code = code;
-    if (sig) signal_all(j, sig);
-    j->kill_at = now_ms() + GRACE_MS;
-}
-
-static void kill_now(struct job *j)
-{
-    signal_all(j, SIGKILL);
-    if (!j->killed_at) j->killed_at = now_ms();
-}
-
-/* SIGINT/SIGTERM/SIGHUP for loomrun. from_tty: the terminal sent it to the whole
-   process group, ranks included. */
-static void on_stop_signal(struct job *j, int sig, bool from_tty)
-{
-    if (j->stopping) {
-        say("got SIG%s while stopping; killing the ranks now", sigabbrev_np(sig));
-        if (!j->reraise) j->reraise = sig;
-        kill_now(j);
-        return;
-    }
-    say("got SIG%s; stopping the ranks", sigabbrev_np(sig));
-    begin_stop(j, from_tty ? 0 : sig, 128 + sig);
-    j->reraise = sig;
-}
-
-static int status_code(int st)
-{
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return 1;
-}
-
-/* A rank ended: the first failure names itself and stops the rest. */
-static void rank_ended(struct job *j, int r, int st)
-{
-    struct rank *k = &j->ranks[r];
-    k->exited = true;
-    k->status = st;
-    j->alive--;
-    if (j->stopping || status_code(st) == 0) return;
-    const char *rest = j->alive > 0 ? "; stopping the other ranks" : "";
-    if (WIFSIGNALED(st))
-        say("rank %d (pid %d) killed by signal %d (%s)%s", r, (int)k->pid, WTERMSIG(st),
-            strsignal(WTERMSIG(st)), rest);
-    else
-        say("rank %d (pid %d) exited with status %d%s", r, (int)k->pid, status_code(st), rest);
-    begin_stop(j, SIGTERM, status_code(st));
-}
-
-/* Collect every rank that has ended. Bounded: each pid is reaped once. */
-static void reap(struct job *j)
-{
-    int st;
-    pid_t pid;
-    while (j->alive > 0 && (pid = waitpid(-1, &st, WNOHANG)) > 0) {
-        if (!WIFEXITED(st) && !WIFSIGNALED(st)) continue;
-        for (int r = 0; r < j->started; r++)
-            if (j->ranks[r].pid == pid && !j->ranks[r].exited) rank_ended(j, r, st);
-    }
-}
-
 /* ---- the event loop ---- */
-
-static void read_signals(struct job *j)
-{
-    struct signalfd_siginfo si;
-    for (int i = 0; i < 16; i++) {          /* at most one pending of each signal */
-        if (read(j->sigfd, &si, sizeof si) != (ssize_t)sizeof si) return;
-        if (si.ssi_signo != SIGCHLD) on_stop_signal(j, (int)si.ssi_signo, si.ssi_code == SI_KERNEL);
-    }
-}
-
-/* Deadlines: --timeout, the SIGKILL after the grace. */
-static void check_timers(struct job *j)
-{
-    int64_t t = now_ms();
-    if (j->deadline && t >= j->deadline && !j->stopping) {
-        say("timed out after %.3g s; stopping the ranks", (double)j->opt.timeout_ms / 1000);
-        begin_stop(j, SIGTERM, 124);
-    }
-    if (j->kill_at && t >= j->kill_at && !j->killed_at && j->alive > 0) {
-        say("%d rank(s) still running %d s after the stop signal; sending SIGKILL", j->alive,
-            GRACE_MS / 1000);
-        kill_now(j);
-    }
-}
 
 /* Milliseconds until the next deadline, at most one second. */
 static int poll_timeout(const struct job *j)
@@ -615,6 +689,9 @@ static void run(struct job *j)
         reap(j);
         check_timers(j);
     }
+    for (int r = 0; r < j->started; r++)        /* pipes still held by ranks' children */
+        for (int k = 0; k < 2; k++)
+            if (j->ranks[r].s[k].fd >= 0) close_stream(j, r, &j->ranks[r].s[k]);
     free(pf);
     free(who);
     free(whose);
@@ -651,6 +728,14 @@ static bool raise_fd_limit(struct job *j)
     return setrlimit(RLIMIT_NOFILE, &more) == 0;
 }
 
+/* A closed stdin, stdout or stderr would be reused by a pipe, and the ranks' stdout
+   would then vanish at exec (the pipes are close-on-exec). */
+static void ensure_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd) exit(1);
+}
+
 /* Die of the signal that stopped us, so that a calling shell sees it. */
 static void die_of(int sig)
 {
@@ -664,6 +749,7 @@ static void die_of(int sig)
 
 int main(int argc, char **argv)
 {
+    ensure_std_fds();
     struct job j = { .opt = parse_options(argc, argv), .sigfd = -1 };
     char path[PATH_MAX];
     if (!find_program(j.opt.argv[0], path, sizeof path)) {

@@ -1,0 +1,109 @@
+#!/bin/sh
+# test_netns.sh: three "hosts" made of network namespaces, joined by a bridge, run one
+# loom job over tcp (ranks in different namespaces are different hosts to loom, so the
+# automatic transport choice must pick tcp, and the traffic crosses the veths).
+#
+#   test_netns.sh PATH/TO/env_init_check
+#
+#   namespace loom<pid>h:  bridge loombr<pid>, ports va vb vc
+#   namespace loom<pid>a:  lv0 (peer of va)  10.77.<x>.1/24  fd77:<x>::1/64   rank 0, root
+#   namespace loom<pid>b:  lv0 (peer of vb)  10.77.<x>.2/24  fd77:<x>::2/64   rank 1
+#   namespace loom<pid>c:  lv0 (peer of vc)  10.77.<x>.3/24  fd77:<x>::3/64   rank 2
+#
+# Nothing is created in the root namespace: every link lives in one of the four
+# namespaces above, and deleting them (the EXIT trap) removes everything. One run over
+# IPv4, one over IPv6 (ULA addresses, no duplicate address detection).
+#
+# Root only: exit 77 (skip) otherwise, or when ip is missing or namespaces cannot be
+# made (no privilege, e.g. in an unprivileged container). Every command is bounded.
+set -u
+check=${1:?usage: test_netns.sh PATH/TO/env_init_check}
+
+skip() { echo "skip: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root"
+command -v ip >/dev/null 2>&1 || skip "ip (iproute2) not found"
+command -v timeout >/dev/null 2>&1 || skip "timeout not found"
+
+tag=$$
+x=$((tag % 250 + 1))
+hub=loom${tag}h
+br=loombr${tag}
+nodes="a b c"
+tmp=$(mktemp -d) || exit 1
+
+T() { timeout -k 2 10 "$@"; }       # every setup command, bounded
+
+cleanup() {
+    for n in $nodes h; do T ip netns del "loom${tag}$n" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+T ip netns add "$hub" 2>"$tmp/err" || skip "cannot create a network namespace: $(cat "$tmp/err")"
+
+setup() {
+    T ip -n "$hub" link set lo up &&
+    T ip -n "$hub" link add "$br" type bridge &&
+    T ip -n "$hub" link set "$br" up || return 1
+    i=1
+    for n in $nodes; do
+        ns=loom${tag}$n
+        T ip netns add "$ns" &&
+        T ip -n "$hub" link add "v$n" type veth peer name lv0 netns "$ns" &&
+        T ip -n "$hub" link set "v$n" master "$br" &&
+        T ip -n "$hub" link set "v$n" up &&
+        T ip -n "$ns" link set lo up &&
+        T ip -n "$ns" addr add "10.77.$x.$i/24" dev lv0 &&
+        T ip -n "$ns" addr add "fd77:$x::$i/64" dev lv0 nodad &&
+        T ip -n "$ns" link set lv0 up || return 1
+        i=$((i + 1))
+    done
+}
+# No loom code has run yet: a kernel without veth or bridge support is a skip.
+setup 2>"$tmp/err" || skip "cannot build namespaces, veths and a bridge: $(cat "$tmp/err")"
+
+secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+[ ${#secret} -eq 32 ] || { echo "FAIL: no random secret"; exit 1; }
+
+tx_bytes() { T ip netns exec "loom${tag}$1" cat /sys/class/net/lv0/statistics/tx_bytes; }
+
+# run FAMILY ROOT_ADDR: one job of 3 ranks, one per namespace.
+run() {
+    family=$1 root=$2
+    echo "== 3 ranks in 3 namespaces, $family, root $root"
+    before=$(tx_bytes b)
+    i=0 pids=""
+    for n in $nodes; do
+        timeout -k 5 90 ip netns exec "loom${tag}$n" env -u LOOM_COMM_ID -u LOOM_TRANSPORT \
+            LOOM_RANK=$i LOOM_WORLD_SIZE=3 LOOM_ROOT_ADDR="$root" LOOM_SECRET="$secret" \
+            LOOM_SOCKET_IFNAME=lv0 LOOM_SOCKET_FAMILY="$family" LOOM_TIMEOUT_MS=60000 \
+            "$check" 3 > "$tmp/rank$i" 2>&1 &
+        pids="$pids $!"
+        i=$((i + 1))
+    done
+    fail=0 i=0
+    for p in $pids; do
+        wait "$p"; rc=$?
+        sed "s/^/[rank $i] /" "$tmp/rank$i"
+        if [ $rc -ne 0 ] || ! grep -q "^env_init_check: rank $i of 3 .* ok" "$tmp/rank$i"; then
+            echo "FAIL: rank $i exited with $rc ($family)"
+            fail=1
+        fi
+        i=$((i + 1))
+    done
+    # Rank 1 sent its share of an 8 MiB all-reduce (and more) over its veth.
+    sent=$(( $(tx_bytes b) - before ))
+    echo "rank 1 sent $sent bytes on lv0"
+    if [ "$sent" -lt 4000000 ]; then
+        echo "FAIL: the traffic did not cross the veths ($family)"
+        fail=1
+    fi
+    return $fail
+}
+
+port=$((20000 + tag % 20000))
+status=0
+run AF_INET "10.77.$x.1:$port" || status=1
+run AF_INET6 "[fd77:$x::1]:$((port + 1))" || status=1
+exit $status
