@@ -258,7 +258,7 @@ loom_result_t boot_join(const struct boot_id *b, int nranks, int rank,
     if (r != LOOM_SUCCESS) {
         snprintf(err, errlen, "bootstrap with root %s failed: %s", root_s,
                  r == LOOM_ERR_TIMEOUT ? "timed out waiting for the other ranks"
-                                       : "connection closed by the root");
+                                       : "the root closed the connection (it does this to a wrong secret)");
         goto out_close;
     }
     if (rep.magic != HELLO_MAGIC || rep.status != LOOM_SUCCESS) {
