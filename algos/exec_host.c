@@ -96,6 +96,8 @@ static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool send
         if (*slot) return LOOM_SUCCESS;
         cpu_relax();
         if ((i & 63) == 0 && net_now_ns() > spin_end) break;
+        /* The peer may share this core (other load, oversubscription): let it run. */
+        if ((i & 255) == 0) sched_yield();
     }
     for (;;) {
         _Atomic uint32_t *ctr = sending ? &f->ctrl->head : &f->ctrl->tail;

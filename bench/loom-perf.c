@@ -1,20 +1,60 @@
 /* loom-perf: the nccl-tests equivalent for loom, one binary for every collective.
  *
- *   loomrun -n 4 loom-perf -o allreduce -b 8 -e 256M -f 2 -d float32 -r sum
+ *     loomrun -n 4 loom-perf -o allreduce -b 8 -e 256M -f 2 -d float32 -r sum
+ *     mpirun -np 4 loom-perf -o alltoall -b 1K -e 64M -f 4
+ *     loom-perf -o memcpy -b 8 -e 256M -f 4           (no launcher: one rank)
  *
- * Prints nccl-tests' columns (size, count, type, redop, root, then time / algbw /
- * busbw / #wrong out-of-place and in-place), its busbw factors, and a last line
- * "# Avg bus bandwidth : X". Exits 1 when any #wrong is not 0.
- * Method: -w warm-up calls, a barrier, -n back-to-back calls timed together; the time
- * of a row is the mean per call, the max over ranks. Then (-c 1) one more call on
- * fresh inputs whose every element is checked exactly: inputs are small integers,
- * distinct per rank and element, so every dtype and op has an exact expected value.
- * -o memcpy measures memcpy the same way on every rank: the limit on shared memory
- * (its "in-place" column repeats the measurement).
- * Uses only include/loom.h. Not a correctness suite (tests/ is); a measurement tool.
+ * What it is. One process per rank (loom_comm_init_env finds the job). For each size
+ * from -b to -e (times -f, or plus -i) it prints one row in nccl-tests' layout: size
+ * (B), count, type, redop ("none" where the call has no op), root (-1 where the call
+ * has none), then time (us), algbw and busbw (GB/s = 1e9 B/s) and #wrong, first
+ * out-of-place and then in-place. Last come "# Out of bounds values" and
+ * "# Avg bus bandwidth" (the mean busbw over every row and both placements); the exit
+ * status is 1 when any check found a wrong element, 2 for bad arguments.
+ *
+ * Sizes and counts follow nccl-tests: "size" is the total of the call (allgather:
+ * what is received; reduce-scatter: what is sent; alltoall: each rank's whole send
+ * buffer) and "count" is the count argument of the call, per rank for allgather and
+ * reduce-scatter, per peer for alltoall. A size that does not divide is rounded down
+ * (count = size / eltsize [/ nranks]). algbw = size / time; busbw = algbw x
+ * 2(n-1)/n for allreduce, (n-1)/n for allgather, reduce-scatter and alltoall, 1 else.
+ * In-place as in nccl-tests: allreduce, reduce, broadcast, alltoall and sendrecv use
+ * send == recv; allgather sends from recv + rank * count; reduce-scatter receives into
+ * send + rank * count. sendrecv in-place is timed but not checked ("N/A"), as in
+ * nccl-tests: a buffer that is sent and received into at once has no defined result.
+ *
+ * Method. Per size and placement: fresh inputs, -w warm-up calls, loom_barrier, -n
+ * blocking calls (NULL stream) back to back timed together with CLOCK_MONOTONIC; the
+ * time is the mean per call, then the max over ranks (nccl-tests' default is the mean
+ * over ranks; the slowest rank is what a training step waits for). Then with -c 1 one
+ * more call on fresh inputs (outputs poisoned first, so a call that writes nothing
+ * cannot pass) whose every output element is compared bit for bit with the expected
+ * value. "Out of bounds values" counts, as nccl-tests does, the (rank, size,
+ * placement) checks that found wrong elements.
+ *
+ * Inputs are small integers, distinct per rank and element (input of rank r at index
+ * j depends on (7r + 3j) mod M, M prime to 3 and 7), chosen per dtype and op so that
+ * every result is exact however the library orders the reduction: for sum/avg the
+ * largest M <= 13 with (M-1) * nranks within the dtype's exact range (int8 and uint8
+ * 127, bfloat16 256, float16 2048); for prod 1s with a sparse 2 (at most 15 per
+ * element, so float16 stays exact; 6 for 8-bit integers); for max, min and data
+ * movement M = 251 (127 for 8-bit integers). Outputs are poisoned before the checked
+ * call with 0xa5 bytes, which no input or expected value equals. Expected values
+ * are computed as the dtype computes: integers wrap, avg divides the (wrapped) sum
+ * and truncates; floats sum exactly, then avg divides in the dtype's precision
+ * (float for float16/bfloat16, then rounded to nearest even). Exact only up to the
+ * limits above (sums: 127 ranks for 8-bit integers, 256 for bfloat16, 2048 for
+ * float16; past them integers still wrap exactly, 16-bit floats may not).
+ *
+ * -o memcpy is the limit to compare with: every rank memcpy's size bytes between two
+ * buffers of its own, all ranks at once, timed the same way; algbw = busbw =
+ * size / time. Its "in-place" column is a second, independent sample of the same
+ * copy (a copy onto itself moves nothing), checked the same way.
+ *
+ * What it is not: a correctness suite (tests/ is), a GPU benchmark (host memory only
+ * for now), or nccl-tests itself (no -g/-t threads per process, no -a, -m, -G, -z).
+ * It uses only include/loom.h.
  */
-#include <getopt.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,255 +64,492 @@
 
 #include "loom.h"
 
-#define DIE(...) do { fprintf(stderr, "loom-perf: " __VA_ARGS__); fputc('\n', stderr); exit(2); } while (0)
-#define CHECK(call) do { loom_result_t r_ = (call); if (r_ != LOOM_SUCCESS) { \
-    fprintf(stderr, "loom-perf: rank %d: %s failed: %s: %s\n", rank, #call, loom_strerror(r_), \
-            loom_last_error(comm)); exit(1); } } while (0)
-
-enum coll { C_ALLREDUCE, C_REDUCESCATTER, C_ALLGATHER, C_BROADCAST, C_REDUCE, C_ALLTOALL, C_SENDRECV, C_MEMCPY };
-static const char *coll_names[] = { "allreduce", "reducescatter", "allgather", "broadcast", "reduce",
-                                    "alltoall", "sendrecv", "memcpy" };
-
-static struct {
-    enum coll coll;
-    size_t min_bytes, max_bytes, incr;
-    double factor;
-    loom_dtype_t dt;
-    loom_op_t op;
-    int iters, warmup, check, root;
-} opt = { C_ALLREDUCE, 32 << 20, 32 << 20, 0, 2, LOOM_FLOAT32, LOOM_SUM, 20, 5, 1, 0 };
+/* ---- errors ---- */
 
 static int rank, nranks;
 static loom_comm_t comm;
 
+/* A failed loom call ends this rank; the others then fail with LOOM_ERR_REMOTE. */
+#define LOOM_CHECK(call)                                                                  \
+    do {                                                                                   \
+        loom_result_t r_ = (call);                                                         \
+        if (r_ != LOOM_SUCCESS) {                                                          \
+            fprintf(stderr, "loom-perf: rank %d: %s: %s: %s\n", rank, #call,               \
+                    loom_strerror(r_), loom_last_error(comm));                             \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+#define FATAL(...)                                                                        \
+    do {                                                                                   \
+        fprintf(stderr, "loom-perf: rank %d: ", rank);                                     \
+        fprintf(stderr, __VA_ARGS__);                                                      \
+        fputc('\n', stderr);                                                               \
+        exit(1);                                                                           \
+    } while (0)
+
+/* ---- options ---- */
+
+enum coll { C_ALLREDUCE, C_REDUCESCATTER, C_ALLGATHER, C_BROADCAST, C_REDUCE, C_ALLTOALL,
+            C_SENDRECV, C_MEMCPY, C_NUM };
+static const char *const coll_names[C_NUM] = { "allreduce", "reducescatter", "allgather", "broadcast",
+                                               "reduce", "alltoall", "sendrecv", "memcpy" };
+
+static struct {
+    enum coll coll;
+    size_t min_bytes, max_bytes;   /* the "size" column, bytes                   */
+    double factor;                 /* > 1: multiply; 0: add incr                 */
+    size_t incr;                   /* bytes, when factor == 0                    */
+    loom_dtype_t dt;
+    loom_op_t op;
+    int iters, warmup, check, root;
+} opt = { C_ALLREDUCE, 32u << 20, 32u << 20, 2, 0, LOOM_FLOAT32, LOOM_SUM, 20, 5, 1, 0 };
+
+static size_t esize;   /* bytes per element of opt.dt */
+
+static int reduces(void) { return opt.coll == C_ALLREDUCE || opt.coll == C_REDUCE || opt.coll == C_REDUCESCATTER; }
+static int has_root(void) { return opt.coll == C_BROADCAST || opt.coll == C_REDUCE; }
+static int per_rank(void) { return opt.coll == C_ALLGATHER || opt.coll == C_REDUCESCATTER || opt.coll == C_ALLTOALL; }
+
 /* ---- arguments ---- */
 
+/* why == NULL: asked for (-h), to stdout, exit 0; else a bad argument: stderr, exit 2. */
+static void usage(const char *why)
+{
+    FILE *f = why ? stderr : stdout;
+    if (why) fprintf(stderr, "loom-perf: %s\n", why);
+    fprintf(f,
+            "usage: loom-perf [-o OP] [-b MIN] [-e MAX] [-f FACTOR | -i INCREMENT] [-d DTYPE] [-r REDOP]\n"
+            "                 [-n ITERS] [-w WARMUP] [-c 0|1] [-R ROOT]\n"
+            "  -o  allreduce reducescatter allgather broadcast reduce alltoall sendrecv memcpy (allreduce)\n"
+            "  -b, -e  smallest and largest size in bytes, K/M/G = powers of 1024 (32M, 32M)\n"
+            "  -f  multiply the size by FACTOR > 1 (2); -i  add INCREMENT bytes instead\n"
+            "  -d  int8 uint8 int32 uint32 int64 uint64 float16|half float32|float float64|double\n"
+            "      bfloat16 (float32)\n"
+            "  -r  sum prod max min avg (sum)\n"
+            "  -n  timed iterations (20); -w  warm-up iterations (5); -c  check results (1)\n"
+            "  -R  root of broadcast and reduce (0)\n"
+            "one process per rank: loomrun -n N loom-perf ..., mpirun -np N loom-perf ...;\n"
+            "with no launcher it runs as one rank.\n");
+    exit(why ? 2 : 0);
+}
+
+static int parse_int(const char *s, int lo, const char *what)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > 1000000000) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "bad %s '%s'", what, s);
+        usage(msg);
+    }
+    return (int)v;
+}
+
+/* Digits, then an optional K, M or G (powers of 1024), as nccl-tests. */
 static size_t parse_size(const char *s)
 {
     char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0) DIE("bad size '%s'", s);
+    if (*s < '0' || *s > '9') usage("a size must start with a digit");
+    unsigned long long v = strtoull(s, &end, 10), mult = 1;
     switch (*end) {
-    case 'k': case 'K': v *= 1024; end++; break;
-    case 'm': case 'M': v *= 1024 * 1024; end++; break;
-    case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
+    case 'k': case 'K': mult = 1ull << 10; end++; break;
+    case 'm': case 'M': mult = 1ull << 20; end++; break;
+    case 'g': case 'G': mult = 1ull << 30; end++; break;
+    default: break;
     }
-    if (*end) DIE("bad size '%s'", s);
-    return (size_t)v;
+    if (*end || v > (unsigned long long)(SIZE_MAX / 4) / mult) usage("bad size");
+    return (size_t)(v * mult);
 }
 
-static void usage(void)
+static enum coll parse_coll(const char *s)
 {
-    fprintf(stderr,
-            "usage: loom-perf [-o allreduce|reducescatter|allgather|broadcast|reduce|alltoall|sendrecv|memcpy]\n"
-            "                 [-b MIN] [-e MAX] [-f FACTOR | -i INCREMENT] [-d DTYPE] [-r OP]\n"
-            "                 [-n ITERS] [-w WARMUP] [-c 0|1] [-R ROOT]\n"
-            "sizes take K/M/G; dtypes int8 uint8 int32 uint32 int64 uint64 float16 float32 float64\n"
-            "bfloat16 (also half, float, double); ops sum prod max min avg.\n"
-            "Run one process per rank: loomrun -n N loom-perf ..., or mpirun.\n");
-    exit(2);
+    for (int i = 0; i < C_NUM; i++)
+        if (strcmp(s, coll_names[i]) == 0) return (enum coll)i;
+    usage("unknown -o");
+    return C_ALLREDUCE;
 }
 
-static int lookup(const char *s, const char *(*name)(int), int n)
+static loom_dtype_t parse_dtype(const char *s)
 {
-    for (int i = 0; i < n; i++)
-        if (strcmp(s, name(i)) == 0) return i;
-    return -1;
+    if (strcmp(s, "half") == 0) return LOOM_FLOAT16;
+    if (strcmp(s, "float") == 0) return LOOM_FLOAT32;
+    if (strcmp(s, "double") == 0) return LOOM_FLOAT64;
+    for (int i = 0; i < LOOM_NUM_DTYPES; i++) {
+        const char *n = loom_dtype_name((loom_dtype_t)i);
+        if (n && strcmp(s, n) == 0) return (loom_dtype_t)i;
+    }
+    usage("unknown -d");
+    return LOOM_FLOAT32;
 }
-static const char *dt_name(int i) { return loom_dtype_name((loom_dtype_t)i); }
-static const char *op_name(int i) { return loom_op_name((loom_op_t)i); }
+
+static loom_op_t parse_op(const char *s)
+{
+    for (int i = 0; i < LOOM_NUM_OPS; i++) {
+        const char *n = loom_op_name((loom_op_t)i);
+        if (n && strcmp(s, n) == 0) return (loom_op_t)i;
+    }
+    usage("unknown -r");
+    return LOOM_SUM;
+}
+
+static double parse_factor(const char *s)
+{
+    char *end;
+    double f = strtod(s, &end);
+    if (end == s || *end || !(f > 1) || f > 1e6) usage("-f must be a number > 1");
+    return f;
+}
 
 static void parse_args(int argc, char **argv)
 {
     int c;
+    opterr = 0;
     while ((c = getopt(argc, argv, "o:b:e:f:i:d:r:n:w:c:R:h")) != -1) {
         switch (c) {
-        case 'o': {
-            int i;
-            for (i = 0; i <= C_MEMCPY && strcmp(optarg, coll_names[i]); i++) {}
-            if (i > C_MEMCPY) DIE("unknown collective '%s'", optarg);
-            opt.coll = (enum coll)i;
-            break;
-        }
+        case 'o': opt.coll = parse_coll(optarg); break;
         case 'b': opt.min_bytes = parse_size(optarg); break;
         case 'e': opt.max_bytes = parse_size(optarg); break;
-        case 'f': opt.factor = atof(optarg); opt.incr = 0; if (opt.factor <= 1) DIE("-f must be > 1"); break;
-        case 'i': opt.incr = parse_size(optarg); if (!opt.incr) DIE("-i must be > 0"); break;
-        case 'd': {
-            const char *s = strcmp(optarg, "half") == 0 ? "float16" : strcmp(optarg, "float") == 0 ? "float32"
-                          : strcmp(optarg, "double") == 0 ? "float64" : optarg;
-            int i = lookup(s, dt_name, LOOM_NUM_DTYPES);
-            if (i < 0) DIE("unknown dtype '%s'", optarg);
-            opt.dt = (loom_dtype_t)i;
+        case 'f': opt.factor = parse_factor(optarg); break;
+        case 'i':
+            opt.incr = parse_size(optarg);
+            opt.factor = 0;
+            if (opt.incr == 0) usage("-i must be > 0");
             break;
-        }
-        case 'r': {
-            int i = lookup(optarg, op_name, LOOM_NUM_OPS);
-            if (i < 0) DIE("unknown op '%s'", optarg);
-            opt.op = (loom_op_t)i;
-            break;
-        }
-        case 'n': opt.iters = atoi(optarg); if (opt.iters < 1) DIE("-n must be >= 1"); break;
-        case 'w': opt.warmup = atoi(optarg); if (opt.warmup < 0) DIE("-w must be >= 0"); break;
-        case 'c': opt.check = atoi(optarg); break;
-        case 'R': opt.root = atoi(optarg); break;
-        default: usage();
+        case 'd': opt.dt = parse_dtype(optarg); break;
+        case 'r': opt.op = parse_op(optarg); break;
+        case 'n': opt.iters = parse_int(optarg, 1, "-n"); break;
+        case 'w': opt.warmup = parse_int(optarg, 0, "-w"); break;
+        case 'c': opt.check = parse_int(optarg, 0, "-c") != 0; break;
+        case 'R': opt.root = parse_int(optarg, 0, "-R"); break;
+        case 'h': usage(NULL); break;
+        default: usage("unknown option or missing value");
         }
     }
-    if (optind != argc || opt.max_bytes < opt.min_bytes) usage();
+    if (optind != argc) usage("unexpected argument");
+    if (opt.min_bytes > opt.max_bytes) usage("-b is larger than -e");
+    esize = loom_dtype_size(opt.dt);
+    if (esize == 0) usage("dtype unknown to this library");
 }
 
-/* ---- element values ---- */
+/* ---- 16-bit float encodings (checker only; round to nearest even) ---- */
 
-/* Round to nearest even (nearbyintf rounds that way in the default mode). */
 static uint16_t float_to_half(float f)
 {
-    uint16_t sign = signbit(f) ? 0x8000 : 0;
-    float a = fabsf(f);
-    if (a == 0) return sign;
-    if (a >= 65520.0f) return sign | 0x7c00;
-    int ex;
-    frexpf(a, &ex);                             /* a = m * 2^ex, m in [0.5, 1) */
-    int e = ex - 1;                             /* a = 1.f * 2^e */
-    if (e < -14) return sign | (uint16_t)nearbyintf(ldexpf(a, 24));
-    int mant = (int)nearbyintf((ldexpf(a, -e) - 1.0f) * 1024.0f);
-    if (mant == 1024) { mant = 0; e++; }
-    if (e > 15) return sign | 0x7c00;
-    return sign | (uint16_t)((e + 15) << 10 | mant);
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);          /* NaN             */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);         /* >= 65520: inf   */
+    uint32_t h, rem, halfway;
+    if (a >= 0x38800000u) {                                          /* >= 2^-14: normal */
+        h = (a - 0x38000000u) >> 13;                                 /* rebias 127 -> 15 */
+        rem = a & 0x1fffu;
+        halfway = 0x1000u;
+    } else {                                                         /* subnormal half: */
+        uint32_t e = a >> 23, mant = (a & 0x7fffffu) | 0x800000u;    /* units of 2^-24  */
+        if (e < 102) return (uint16_t)sign;                          /* < 2^-25: zero   */
+        uint32_t shift = 126 - e;                                    /* 14 .. 24        */
+        h = mant >> shift;
+        rem = mant & ((1u << shift) - 1);
+        halfway = 1u << (shift - 1);
+    }
+    if (rem > halfway || (rem == halfway && (h & 1))) h++;           /* may carry: fine */
+    return (uint16_t)(sign | h);
 }
 
 static uint16_t float_to_bf16(float f)
 {
     uint32_t x;
     memcpy(&x, &f, 4);
-    x += 0x7fffu + ((x >> 16) & 1);
-    return (uint16_t)(x >> 16);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);  /* NaN */
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
-/* Input of rank r at element i: small, distinct per rank and element; prod inputs
-   are 1 with a sparse 2 so products stay exact in every dtype. */
-static int64_t input(int r, size_t i)
-{
-    if (opt.op == LOOM_PROD) return ((i + (size_t)r * 5) % 17 == 0) ? 2 : 1;
-    return (int64_t)((i * 3 + (size_t)r * 7) % 13 + 1);
-}
+/* ---- expected values ---- */
 
-/* Stores v (an integer or, for avg, a quotient) as dtype dt at p[i]. */
-static void store(void *p, size_t i, double v)
+/* Writes the integer v as one element of opt.dt: integers keep the low bits (the
+   wrap of the dtype), floats take v exactly (v is small or a power of two). */
+static void encode_int(int64_t v, unsigned char *out)
 {
     switch (opt.dt) {
-    case LOOM_INT8: ((int8_t *)p)[i] = (int8_t)(int64_t)v; break;
-    case LOOM_UINT8: ((uint8_t *)p)[i] = (uint8_t)(int64_t)v; break;
-    case LOOM_INT32: ((int32_t *)p)[i] = (int32_t)(int64_t)v; break;
-    case LOOM_UINT32: ((uint32_t *)p)[i] = (uint32_t)(int64_t)v; break;
-    case LOOM_INT64: ((int64_t *)p)[i] = (int64_t)v; break;
-    case LOOM_UINT64: ((uint64_t *)p)[i] = (uint64_t)(int64_t)v; break;
-    case LOOM_FLOAT16: ((uint16_t *)p)[i] = float_to_half((float)v); break;
-    case LOOM_FLOAT32: ((float *)p)[i] = (float)v; break;
-    case LOOM_FLOAT64: ((double *)p)[i] = v; break;
-    case LOOM_BFLOAT16: ((uint16_t *)p)[i] = float_to_bf16((float)v); break;
+    case LOOM_INT8: case LOOM_UINT8: { uint8_t x = (uint8_t)v; memcpy(out, &x, 1); break; }
+    case LOOM_INT32: case LOOM_UINT32: { uint32_t x = (uint32_t)v; memcpy(out, &x, 4); break; }
+    case LOOM_INT64: case LOOM_UINT64: { uint64_t x = (uint64_t)v; memcpy(out, &x, 8); break; }
+    case LOOM_FLOAT16: { uint16_t x = float_to_half((float)v); memcpy(out, &x, 2); break; }
+    case LOOM_BFLOAT16: { uint16_t x = float_to_bf16((float)v); memcpy(out, &x, 2); break; }
+    case LOOM_FLOAT32: { float x = (float)v; memcpy(out, &x, 4); break; }
+    case LOOM_FLOAT64: { double x = (double)v; memcpy(out, &x, 8); break; }
     default: break;
     }
 }
 
-/* Expected reduction over all ranks of input(q, i), in the dtype's arithmetic:
-   integers wrap, then avg divides (truncating); floats sum exactly, avg divides in
-   the dtype's precision (float for 16-bit types) and rounds. */
-static double expected_reduce(size_t i)
+/* avg: the sum, wrapped to the dtype, divided by nranks as the dtype divides. */
+static void encode_avg(int64_t sum, unsigned char *out)
 {
-    int64_t acc = input(0, i);
-    for (int q = 1; q < nranks; q++) {
-        int64_t v = input(q, i);
+    int64_t n = nranks;
+    switch (opt.dt) {
+    case LOOM_INT8: encode_int((int8_t)sum / n, out); break;
+    case LOOM_UINT8: encode_int((uint8_t)sum / n, out); break;
+    case LOOM_INT32: encode_int((int32_t)sum / n, out); break;
+    case LOOM_UINT32: encode_int((int64_t)((uint32_t)sum / (uint64_t)n), out); break;
+    case LOOM_INT64: encode_int(sum / n, out); break;
+    case LOOM_UINT64: encode_int((int64_t)((uint64_t)sum / (uint64_t)n), out); break;
+    case LOOM_FLOAT16: { uint16_t x = float_to_half((float)sum / (float)n); memcpy(out, &x, 2); break; }
+    case LOOM_BFLOAT16: { uint16_t x = float_to_bf16((float)sum / (float)n); memcpy(out, &x, 2); break; }
+    case LOOM_FLOAT32: { float x = (float)sum / (float)n; memcpy(out, &x, 4); break; }
+    case LOOM_FLOAT64: { double x = (double)sum / (double)n; memcpy(out, &x, 8); break; }
+    default: break;
+    }
+}
+
+/* Input of rank r at element j is ival((7r + 3j) % pat.m); the output of a reduction
+   at j depends only on (3j) % pat.m. So two tables of pat.m encoded elements say
+   everything: val (inputs) and red (reductions over all ranks). */
+static struct {
+    size_t m;            /* period, prime to 3 and 7                       */
+    unsigned char *val;  /* (m, esize): encoded input of residue k         */
+    unsigned char *red;  /* (m, esize): encoded reduction of residue k     */
+} pat;
+
+static int m_ok(size_t m) { return m % 3 && m % 7; }
+
+static int64_t ival(size_t k)
+{
+    if (reduces() && opt.op == LOOM_PROD) return k == 0 ? 2 : 1;
+    return (int64_t)k;
+}
+
+/* The largest integer every partial sum may reach and stay exact (or not wrap). */
+static int64_t sum_limit(void)
+{
+    switch (opt.dt) {
+    case LOOM_INT8: case LOOM_UINT8: return 127;   /* uint8 too: below the 0xa5 poison */
+    case LOOM_BFLOAT16: return 256;
+    case LOOM_FLOAT16: return 2048;
+    default: return 1 << 24;
+    }
+}
+
+static size_t choose_period(void)
+{
+    if (reduces() && (opt.op == LOOM_SUM || opt.op == LOOM_AVG)) {
+        for (size_t m = 13; m > 2; m--)
+            if (m_ok(m) && (int64_t)(m - 1) * nranks <= sum_limit()) return m;
+        return 2;
+    }
+    if (reduces() && opt.op == LOOM_PROD) {
+        /* ceil(nranks / m) twos at most per element: 2^15 fits float16; 8-bit integers
+           would wrap to 0 past 2^7 (exact, but a check of nothing), so 2^6 there */
+        size_t twos = esize == 1 ? 6 : 15, m = 2;
+        while (!m_ok(m) || ((size_t)nranks + m - 1) / m > twos) m++;
+        return m;
+    }
+    return esize == 1 ? 127 : 251;   /* max, min and data movement: any exact value */
+}
+
+static void expected_reduction(size_t k, unsigned char *out)
+{
+    int64_t acc = ival(k % pat.m);              /* rank 0 */
+    for (int r = 1; r < nranks; r++) {
+        int64_t v = ival((7 * (size_t)r + k) % pat.m);
         switch (opt.op) {
-        case LOOM_PROD: acc *= v; break;
+        case LOOM_PROD: acc = (int64_t)((uint64_t)acc * (uint64_t)v); break;
         case LOOM_MAX: acc = v > acc ? v : acc; break;
         case LOOM_MIN: acc = v < acc ? v : acc; break;
-        default: acc += v; break;
+        default: acc = (int64_t)((uint64_t)acc + (uint64_t)v); break;
         }
     }
-    if (opt.op != LOOM_AVG) return (double)acc;
-    switch (opt.dt) {
-    case LOOM_INT8: return (double)((int8_t)acc / nranks);
-    case LOOM_UINT8: return (double)((uint8_t)acc / nranks);
-    case LOOM_FLOAT64: return (double)acc / nranks;
-    default:
-        if (opt.dt == LOOM_INT32 || opt.dt == LOOM_UINT32 || opt.dt == LOOM_INT64 || opt.dt == LOOM_UINT64)
-            return (double)(acc / nranks);
-        return (double)((float)acc / (float)nranks);
+    if (opt.op == LOOM_AVG) encode_avg(acc, out);
+    else encode_int(acc, out);
+}
+
+static void setup_pattern(void)
+{
+    pat.m = choose_period();
+    pat.val = malloc(pat.m * esize);
+    pat.red = malloc(pat.m * esize);
+    if (!pat.val || !pat.red) FATAL("out of memory");
+    for (size_t k = 0; k < pat.m; k++) {
+        encode_int(ival(k), pat.val + k * esize);
+        if (reduces()) expected_reduction(k, pat.red + k * esize);
     }
 }
 
-/* ---- one size ---- */
+/* ---- sequences: fill and compare ---- */
+
+/* Element j of a sequence is table[(base + 3j) % m]: it repeats every m elements,
+   so one block of whole periods is built once and copied or compared many times. */
+#define BLOCK_TARGET 4096
+static unsigned char *blk;   /* (blk_n, esize) */
+static size_t blk_n;
+
+static void build_block(const unsigned char *table, size_t base)
+{
+    for (size_t j = 0; j < blk_n; j++)
+        memcpy(blk + j * esize, table + ((base + 3 * (j % pat.m)) % pat.m) * esize, esize);
+}
+
+static void fill_seq(unsigned char *dst, size_t n, const unsigned char *table, size_t base)
+{
+    build_block(table, base % pat.m);
+    for (size_t off = 0; off < n; off += blk_n) {
+        size_t k = n - off < blk_n ? n - off : blk_n;
+        memcpy(dst + off * esize, blk, k * esize);
+    }
+}
+
+static uint64_t wrong_in_seq(const unsigned char *got, size_t n, const unsigned char *table, size_t base)
+{
+    uint64_t wrong = 0;
+    build_block(table, base % pat.m);
+    for (size_t off = 0; off < n; off += blk_n) {
+        size_t k = n - off < blk_n ? n - off : blk_n;
+        const unsigned char *g = got + off * esize;
+        if (memcmp(g, blk, k * esize) == 0) continue;
+        for (size_t j = 0; j < k; j++) wrong += memcmp(g + j * esize, blk + j * esize, esize) != 0;
+    }
+    return wrong;
+}
+
+static void setup_block(void)
+{
+    size_t periods = BLOCK_TARGET / (pat.m * esize);
+    blk_n = pat.m * (periods ? periods : 1);
+    blk = malloc(blk_n * esize);
+    if (!blk) FATAL("out of memory");
+}
+
+/* ---- buffers and one call ---- */
 
 struct bufs {
-    char *send, *recv, *expect;
-    size_t count;        /* the count argument of the call      */
-    size_t send_elems, recv_elems;
+    unsigned char *send, *recv;   /* posix_memalign(64), cap bytes each, touched    */
+    size_t cap;
+    size_t count;                 /* the count argument of the call                */
+    size_t send_n, recv_n;        /* elements used in send, recv                   */
+    size_t bytes;                 /* the "size" column                             */
 };
 
-static size_t esize(void) { return loom_dtype_size(opt.dt); }
-
-static void fill_inputs(struct bufs *b)
+static void alloc_bufs(struct bufs *b)
 {
-    for (size_t i = 0; i < b->send_elems; i++) store(b->send, i, (double)input(rank, i));
+    b->cap = opt.max_bytes > 64 ? opt.max_bytes : 64;
+    void *s = NULL, *r = NULL;
+    if (posix_memalign(&s, 64, b->cap) || posix_memalign(&r, 64, b->cap))
+        FATAL("cannot allocate 2 x %zu bytes", b->cap);
+    b->send = s;
+    b->recv = r;
+    memset(b->send, 0xa5, b->cap);      /* fault every page in before any timing */
+    memset(b->recv, 0xa5, b->cap);
 }
 
-/* Expected output of this rank (or NULL-sized for non-root reduce). */
-static size_t fill_expected(struct bufs *b)
+static void set_size(struct bufs *b, size_t bytes)
 {
-    size_t n = b->count, E = esize();
+    size_t n = (size_t)nranks, elems = bytes / esize;
+    b->count = per_rank() ? elems / n : elems;
+    size_t total = per_rank() ? b->count * n : b->count;
+    b->send_n = opt.coll == C_ALLGATHER ? b->count : total;
+    b->recv_n = opt.coll == C_REDUCESCATTER ? b->count : total;
+    b->bytes = total * esize;
+}
+
+static size_t block_bytes(const struct bufs *b) { return b->count * esize; }
+
+/* The buffers one call uses, out-of-place or in-place (nccl-tests' layouts). */
+static void place(const struct bufs *b, int in_place, const void **s, void **r)
+{
+    *s = b->send;
+    *r = b->recv;
+    if (!in_place || opt.coll == C_MEMCPY) return;
+    if (opt.coll == C_ALLGATHER) *s = b->recv + (size_t)rank * block_bytes(b);
+    else if (opt.coll == C_REDUCESCATTER) *r = b->send + (size_t)rank * block_bytes(b);
+    else *s = b->recv;
+}
+
+/* Through a volatile pointer so that back-to-back copies cannot be merged. */
+static void *(*volatile copy_fn)(void *, const void *, size_t) = memcpy;
+
+static void run_once(const void *s, void *r, size_t count)
+{
+    int next = (rank + 1) % nranks, prev = (rank + nranks - 1) % nranks;
     switch (opt.coll) {
-    case C_ALLREDUCE: for (size_t i = 0; i < n; i++) store(b->expect, i, expected_reduce(i)); return n;
-    case C_REDUCE:
-        if (rank != opt.root) return 0;
-        for (size_t i = 0; i < n; i++) store(b->expect, i, expected_reduce(i));
-        return n;
-    case C_REDUCESCATTER:
-        for (size_t i = 0; i < n; i++) store(b->expect, i, expected_reduce((size_t)rank * n + i));
-        return n;
-    case C_BROADCAST: for (size_t i = 0; i < n; i++) store(b->expect, i, (double)input(opt.root, i)); return n;
+    case C_ALLREDUCE: LOOM_CHECK(loom_allreduce(s, r, count, opt.dt, opt.op, comm, NULL)); break;
+    case C_REDUCESCATTER: LOOM_CHECK(loom_reduce_scatter(s, r, count, opt.dt, opt.op, comm, NULL)); break;
+    case C_ALLGATHER: LOOM_CHECK(loom_allgather(s, r, count, opt.dt, comm, NULL)); break;
+    case C_BROADCAST: LOOM_CHECK(loom_broadcast(s, r, count, opt.dt, opt.root, comm, NULL)); break;
+    case C_REDUCE: LOOM_CHECK(loom_reduce(s, r, count, opt.dt, opt.op, opt.root, comm, NULL)); break;
+    case C_ALLTOALL: LOOM_CHECK(loom_alltoall(s, r, count, opt.dt, comm, NULL)); break;
+    case C_SENDRECV:
+        LOOM_CHECK(loom_group_start());
+        LOOM_CHECK(loom_send(s, count, opt.dt, next, comm, NULL));
+        LOOM_CHECK(loom_recv(r, count, opt.dt, prev, comm, NULL));
+        LOOM_CHECK(loom_group_end());
+        break;
+    case C_MEMCPY: copy_fn(r, s, count * esize); break;
+    default: break;
+    }
+}
+
+/* ---- inputs and checks ---- */
+
+/* Fresh inputs where this placement reads them; outputs poisoned with 0xa5 bytes, a
+   value no input or result takes in any dtype: negative, or 165 > 127 for uint8, or
+   huge for uint32 and uint64. */
+static void prepare(struct bufs *b, int in_place)
+{
+    size_t me = 7 * (size_t)rank;
+    memset(b->recv, 0xa5, b->recv_n * esize);
+    if (!in_place || opt.coll == C_MEMCPY) fill_seq(b->send, b->send_n, pat.val, me);
+    else if (opt.coll == C_ALLGATHER) fill_seq(b->recv + (size_t)rank * block_bytes(b), b->count, pat.val, me);
+    else if (opt.coll == C_REDUCESCATTER) fill_seq(b->send, b->send_n, pat.val, me);
+    else fill_seq(b->recv, b->send_n, pat.val, me);
+}
+
+/* Whether this placement's result has a defined value to check. */
+static int checkable(int in_place) { return opt.check && !(in_place && opt.coll == C_SENDRECV); }
+
+/* Wrong elements in this rank's output. */
+static uint64_t wrong_here(const struct bufs *b, int in_place)
+{
+    size_t c = b->count, m = pat.m, bb = block_bytes(b);
+    size_t my_block = 3 * (((size_t)rank % m) * (c % m) % m);   /* 3 * rank * c, mod m */
+    uint64_t wrong = 0;
+    switch (opt.coll) {
+    case C_ALLREDUCE: return wrong_in_seq(b->recv, c, pat.red, 0);
+    case C_REDUCE: return rank == opt.root ? wrong_in_seq(b->recv, c, pat.red, 0) : 0;
+    case C_REDUCESCATTER: {
+        const unsigned char *out = in_place ? b->send + (size_t)rank * bb : b->recv;
+        return wrong_in_seq(out, c, pat.red, my_block);
+    }
+    case C_BROADCAST: return wrong_in_seq(b->recv, c, pat.val, 7 * (size_t)opt.root);
     case C_ALLGATHER:
-        for (int q = 0; q < nranks; q++)
-            for (size_t i = 0; i < n; i++) store(b->expect, (size_t)q * n + i, (double)input(q, i));
-        return n * (size_t)nranks;
+        for (int q = 0; q < nranks; q++) wrong += wrong_in_seq(b->recv + (size_t)q * bb, c, pat.val, 7 * (size_t)q);
+        return wrong;
     case C_ALLTOALL:
         for (int q = 0; q < nranks; q++)
-            for (size_t i = 0; i < n; i++) store(b->expect, (size_t)q * n + i, (double)input(q, (size_t)rank * n + i));
-        return n * (size_t)nranks;
+            wrong += wrong_in_seq(b->recv + (size_t)q * bb, c, pat.val, 7 * (size_t)q + my_block);
+        return wrong;
     case C_SENDRECV:
-        for (size_t i = 0; i < n; i++) store(b->expect, i, (double)input((rank + nranks - 1) % nranks, i));
-        return n;
-    case C_MEMCPY: memcpy(b->expect, b->send, n * E); return n;
+        return wrong_in_seq(b->recv, c, pat.val, 7 * (size_t)((rank + nranks - 1) % nranks));
+    case C_MEMCPY: return wrong_in_seq(b->recv, c, pat.val, 7 * (size_t)rank);
+    default: return 0;
     }
-    return 0;
 }
 
-static void run_once(struct bufs *b, int in_place)
+static uint64_t sum_over_ranks(uint64_t v)
 {
-    size_t n = b->count, E = esize();
-    char *s = b->send, *r = b->recv;
-    if (in_place) {
-        /* in-place layouts as nccl-tests: the send data lives inside recv */
-        if (opt.coll == C_ALLGATHER) s = r + (size_t)rank * n * E;
-        else if (opt.coll == C_REDUCESCATTER) { r = s + (size_t)rank * n * E; }
-        else s = r;
-    }
-    switch (opt.coll) {
-    case C_ALLREDUCE: CHECK(loom_allreduce(s, r, n, opt.dt, opt.op, comm, NULL)); break;
-    case C_REDUCE: CHECK(loom_reduce(s, r, n, opt.dt, opt.op, opt.root, comm, NULL)); break;
-    case C_REDUCESCATTER: CHECK(loom_reduce_scatter(s, r, n, opt.dt, opt.op, comm, NULL)); break;
-    case C_BROADCAST: CHECK(loom_broadcast(s, r, n, opt.dt, opt.root, comm, NULL)); break;
-    case C_ALLGATHER: CHECK(loom_allgather(s, r, n, opt.dt, comm, NULL)); break;
-    case C_ALLTOALL: CHECK(loom_alltoall(s, r, n, opt.dt, comm, NULL)); break;
-    case C_SENDRECV:
-        CHECK(loom_group_start());
-        CHECK(loom_send(s, n, opt.dt, (rank + 1) % nranks, comm, NULL));
-        CHECK(loom_recv(r, n, opt.dt, (rank + nranks - 1) % nranks, comm, NULL));
-        CHECK(loom_group_end());
-        break;
-    case C_MEMCPY: memcpy(r, b->send, n * E); break;
-    }
+    uint64_t out = 0;
+    LOOM_CHECK(loom_allreduce(&v, &out, 1, LOOM_UINT64, LOOM_SUM, comm, NULL));
+    return out;
 }
+
+static double max_over_ranks(double v)
+{
+    double out = 0;
+    LOOM_CHECK(loom_allreduce(&v, &out, 1, LOOM_FLOAT64, LOOM_MAX, comm, NULL));
+    return out;
+}
+
+/* ---- timing ---- */
 
 static double now(void)
 {
@@ -281,49 +558,37 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static double max_over_ranks(double v)
+struct result {
+    double sec;          /* per call, max over ranks           */
+    int checked;
+    uint64_t wrong;      /* wrong elements summed over ranks    */
+};
+
+static uint64_t failed_checks;   /* this rank's checks that found wrong elements */
+
+static struct result measure(struct bufs *b, int in_place)
 {
-    double out;
-    CHECK(loom_allreduce(&v, &out, 1, LOOM_FLOAT64, LOOM_MAX, comm, NULL));
-    return out;
+    struct result res = { 0, checkable(in_place), 0 };
+    const void *s;
+    void *r;
+    place(b, in_place, &s, &r);
+    prepare(b, in_place);
+    for (int i = 0; i < opt.warmup; i++) run_once(s, r, b->count);
+    LOOM_CHECK(loom_barrier(comm, NULL));
+    double t0 = now();
+    for (int i = 0; i < opt.iters; i++) run_once(s, r, b->count);
+    res.sec = max_over_ranks((now() - t0) / opt.iters);
+    if (res.checked) {
+        prepare(b, in_place);
+        run_once(s, r, b->count);
+        uint64_t here = wrong_here(b, in_place);
+        failed_checks += here != 0;
+        res.wrong = sum_over_ranks(here);
+    }
+    return res;
 }
 
-/* Runs once on fresh inputs; returns the number of wrong elements over all ranks. */
-static int64_t check(struct bufs *b, int in_place)
-{
-    size_t E = esize();
-    fill_inputs(b);
-    memset(b->recv, 0xa5, b->recv_elems * E);
-    if (in_place && opt.coll == C_ALLGATHER) memcpy(b->recv + (size_t)rank * b->count * E, b->send, b->count * E);
-    else if (in_place) memcpy(b->recv, b->send, b->send_elems * E);
-    run_once(b, in_place);
-    size_t n = fill_expected(b);
-    int64_t wrong = 0;
-    for (size_t i = 0; i < n; i++) wrong += memcmp(b->recv + i * E, b->expect + i * E, E) != 0;
-    double w = (double)wrong, total;
-    CHECK(loom_allreduce(&w, &total, 1, LOOM_FLOAT64, LOOM_SUM, comm, NULL));
-    return (int64_t)total;
-}
-
-/* Reduce-scatter in place overwrites its own input block: check it separately. */
-static int64_t check_rs_in_place(struct bufs *b)
-{
-    size_t E = esize();
-    fill_inputs(b);
-    run_once(b, 1);
-    char *got = b->send + (size_t)rank * b->count * E;
-    char *keep = malloc(b->count * E + 1);
-    memcpy(keep, got, b->count * E);
-    fill_inputs(b);
-    size_t n = fill_expected(b);
-    int64_t wrong = 0;
-    for (size_t i = 0; i < n; i++) wrong += memcmp(keep + i * E, b->expect + i * E, E) != 0;
-    free(keep);
-    fill_inputs(b);                 /* later timed calls start from clean inputs */
-    double w = (double)wrong, total;
-    CHECK(loom_allreduce(&w, &total, 1, LOOM_FLOAT64, LOOM_SUM, comm, NULL));
-    return (int64_t)total;
-}
+/* ---- output (rank 0) ---- */
 
 static double bus_factor(void)
 {
@@ -335,102 +600,147 @@ static double bus_factor(void)
     }
 }
 
-static int64_t run_size(size_t bytes, double *busbw_sum, int *rows)
+/* v right-aligned in width characters (out holds 16): 2 decimals, fewer, none, then
+   the exponent form, as nccl-tests fits its columns. */
+static void fit(char *out, int width, double v)
 {
-    size_t E = esize(), per = (opt.coll == C_ALLGATHER || opt.coll == C_REDUCESCATTER ||
-                               opt.coll == C_ALLTOALL) ? (size_t)nranks : 1;
-    struct bufs b = { .count = bytes / E / per };
-    size_t total = b.count * per;    /* elements in the "size" column */
-    b.send_elems = opt.coll == C_ALLGATHER ? b.count : total;
-    b.recv_elems = opt.coll == C_REDUCESCATTER ? b.count : total;
-    size_t alloc = (total ? total : 1) * E;
-    if (posix_memalign((void **)&b.send, 64, alloc) || posix_memalign((void **)&b.recv, 64, alloc) ||
-        posix_memalign((void **)&b.expect, 64, alloc))
-        DIE("out of memory for %zu bytes", alloc);
-    memset(b.send, 0, alloc);
-    memset(b.recv, 0, alloc);
-    memset(b.expect, 0, alloc);
-    fill_inputs(&b);
-
-    double t[2];
-    int64_t wrong[2] = { 0, 0 };
-    for (int ip = 0; ip < 2; ip++) {
-        for (int i = 0; i < opt.warmup; i++) run_once(&b, ip);
-        if (opt.coll != C_MEMCPY || nranks > 1) CHECK(loom_barrier(comm, NULL));
-        double t0 = now();
-        for (int i = 0; i < opt.iters; i++) run_once(&b, ip);
-        t[ip] = max_over_ranks((now() - t0) / opt.iters);
-        if (opt.check) wrong[ip] = ip && opt.coll == C_REDUCESCATTER ? check_rs_in_place(&b) : check(&b, ip);
+    static const char *const fmts[] = { "%*.2f", "%*.1f", "%*.0f", "%*.1e", "%*.0e" };
+    char tmp[64];
+    int len = 0;
+    for (int i = 0; i < 5; i++) {
+        len = snprintf(tmp, sizeof tmp, fmts[i], width, v);
+        if (len >= 0 && len <= width) break;
     }
+    if (len < 0 || len > 15) len = 15;
+    memcpy(out, tmp, (size_t)len);
+    out[len] = '\0';
+}
+
+static void print_header(void)
+{
+    struct { int32_t pid; char host[60]; } me = { (int32_t)getpid(), "" }, *all;
+    all = calloc((size_t)nranks, sizeof me);
+    if (!all) FATAL("out of memory");
+    gethostname(me.host, sizeof me.host - 1);
+    LOOM_CHECK(loom_allgather(&me, all, sizeof me, LOOM_UINT8, comm, NULL));
     if (rank == 0) {
-        const char *redop = (opt.coll == C_ALLREDUCE || opt.coll == C_REDUCE || opt.coll == C_REDUCESCATTER)
-                                ? loom_op_name(opt.op) : "none";
-        int root = (opt.coll == C_BROADCAST || opt.coll == C_REDUCE) ? opt.root : -1;
-        printf("%12zu  %12zu  %8s  %6s  %6d", total * E, total, loom_dtype_name(opt.dt), redop, root);
-        for (int ip = 0; ip < 2; ip++) {
-            double algbw = (double)(total * E) / t[ip] / 1e9, busbw = algbw * bus_factor();
-            *busbw_sum += busbw;
-            printf("  %8.2f  %6.2f  %6.2f  %5lld", t[ip] * 1e6, algbw, busbw, (long long)wrong[ip]);
-        }
-        printf("\n");
+        printf("# loom-perf: %s  nranks %d  minBytes %zu maxBytes %zu step: ", coll_names[opt.coll], nranks,
+               opt.min_bytes, opt.max_bytes);
+        if (opt.factor > 0) printf("%g(factor)", opt.factor);
+        else printf("%zu(bytes)", opt.incr);
+        printf(" warmup iters: %d iters: %d validation: %d\n", opt.warmup, opt.iters, opt.check);
+        printf("#\n# Using ranks\n");
+        for (int r = 0; r < nranks; r++) printf("#  Rank %2d Pid %6d on %10s\n", r, (int)all[r].pid, all[r].host);
+        printf("#\n");
+        printf("# %10s  %12s  %8s  %6s  %6s           out-of-place                       in-place          \n",
+               "", "", "", "", "");
+        printf("# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s %6s  %7s  %6s  %6s %6s\n", "size", "count", "type",
+               "redop", "root", "time", "algbw", "busbw", "#wrong", "time", "algbw", "busbw", "#wrong");
+        printf("# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %5s  %7s  %6s  %6s  %5s\n", "(B)", "(elements)", "", "",
+               "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)", "");
         fflush(stdout);
     }
-    *rows += 2;
-    free(b.send);
-    free(b.recv);
-    free(b.expect);
-    return wrong[0] + wrong[1];
+    free(all);
+}
+
+static double busbw_sum;
+static int busbw_n;
+
+static void print_result(const struct bufs *b, const struct result *res)
+{
+    char t[16], alg[16], bus[16], wrong[24];
+    double algbw = res->sec > 0 ? (double)b->bytes / res->sec / 1e9 : 0, busbw = algbw * bus_factor();
+    busbw_sum += busbw;
+    busbw_n++;
+    fit(t, 7, res->sec * 1e6);
+    fit(alg, 6, algbw);
+    fit(bus, 6, busbw);
+    if (res->checked) snprintf(wrong, sizeof wrong, "%llu", (unsigned long long)res->wrong);
+    else snprintf(wrong, sizeof wrong, "N/A");
+    if (rank == 0) printf("  %7s  %6s  %6s  %5s", t, alg, bus, wrong);
+}
+
+static void print_row_start(const struct bufs *b)
+{
+    if (rank != 0) return;
+    printf("%12zu  %12zu  %8s  %6s  %6d", b->bytes, b->count, loom_dtype_name(opt.dt),
+           reduces() ? loom_op_name(opt.op) : "none", has_root() ? opt.root : -1);
+}
+
+static void print_footer(uint64_t failed)
+{
+    if (rank != 0) return;
+    printf("# Out of bounds values : %llu %s\n", (unsigned long long)failed, failed ? "FAILED" : "OK");
+    printf("# Avg bus bandwidth    : %g \n", busbw_n ? busbw_sum / busbw_n : 0.0);
+    printf("#\n");
+    fflush(stdout);
 }
 
 /* ---- main ---- */
 
-int main(int argc, char **argv)
+static size_t next_size(size_t bytes)
 {
-    parse_args(argc, argv);
-    rank = 0;
-    comm = NULL;
+    if (opt.factor == 0) return bytes + opt.incr;
+    double next = (double)bytes * opt.factor;
+    if (next > (double)(SIZE_MAX / 2)) return SIZE_MAX;
+    return (size_t)next > bytes ? (size_t)next : bytes + 1;   /* from 0, or a small factor */
+}
+
+/* Returns the number of wrong elements (over ranks and both placements). */
+static uint64_t run_size(struct bufs *b, size_t bytes)
+{
+    set_size(b, bytes);
+    print_row_start(b);
+    uint64_t wrong = 0;
+    for (int in_place = 0; in_place < 2; in_place++) {
+        struct result res = measure(b, in_place);
+        print_result(b, &res);
+        wrong += res.wrong;
+    }
+    if (rank == 0) {
+        printf("\n");
+        fflush(stdout);
+    }
+    return wrong;
+}
+
+static void join(void)
+{
     if (loom_comm_init_env(&comm) != LOOM_SUCCESS) {
-        fprintf(stderr, "loom-perf: cannot join the job: %s\n", loom_last_error(NULL));
-        return 1;
+        fprintf(stderr, "loom-perf: cannot start: %s\n", loom_last_error(NULL));
+        exit(1);
     }
     rank = loom_comm_rank(comm);
     nranks = loom_comm_size(comm);
-    if ((opt.coll == C_BROADCAST || opt.coll == C_REDUCE) && (opt.root < 0 || opt.root >= nranks))
-        DIE("-R %d out of range for %d ranks", opt.root, nranks);
+    if (has_root() && opt.root >= nranks) {
+        if (rank == 0) fprintf(stderr, "loom-perf: -R %d is not a rank of %d\n", opt.root, nranks);
+        loom_comm_destroy(comm);
+        exit(2);
+    }
+}
 
-    char host[64] = "?";
-    gethostname(host, sizeof host - 1);
-    struct { int32_t pid; char host[60]; } me = { (int32_t)getpid(), "" }, *all = calloc((size_t)nranks, sizeof me);
-    snprintf(me.host, sizeof me.host, "%s", host);
-    CHECK(loom_allgather(&me, all, sizeof me, LOOM_UINT8, comm, NULL));
-    if (rank == 0) {
-        printf("# loom-perf: %s, %d ranks, dtype %s, op %s, iters %d, warmup %d, check %d\n",
-               coll_names[opt.coll], nranks, loom_dtype_name(opt.dt), loom_op_name(opt.op), opt.iters,
-               opt.warmup, opt.check);
-        for (int r = 0; r < nranks; r++) printf("#  Rank %2d Pid %6d on %10s\n", r, all[r].pid, all[r].host);
-        printf("#\n");
-        printf("#                                                              out-of-place                       in-place          \n");
-        printf("#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong\n");
-        printf("#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)       \n");
-    }
-    free(all);
+int main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    join();
+    setup_pattern();
+    setup_block();
+    struct bufs b;
+    alloc_bufs(&b);
+    print_header();
 
-    double busbw_sum = 0;
-    int rows = 0;
-    int64_t wrong = 0;
-    size_t unit = loom_dtype_size(opt.dt) *
-                  ((opt.coll == C_ALLGATHER || opt.coll == C_REDUCESCATTER || opt.coll == C_ALLTOALL) ? (size_t)nranks : 1);
-    for (size_t bytes = opt.min_bytes; bytes <= opt.max_bytes;) {
-        wrong += run_size(bytes, &busbw_sum, &rows);
-        size_t next = opt.incr ? bytes + opt.incr : (size_t)((double)(bytes ? bytes : unit) * opt.factor);
-        if (next <= bytes) break;
-        bytes = next;
+    uint64_t wrong = 0;
+    for (size_t bytes = opt.min_bytes; bytes <= opt.max_bytes; bytes = next_size(bytes)) {
+        wrong += run_size(&b, bytes);   /* sizes stay below SIZE_MAX / 4: no wrap */
     }
-    if (rank == 0) {
-        printf("# Out of bounds values : %lld %s\n", (long long)wrong, wrong ? "FAILED" : "OK");
-        printf("# Avg bus bandwidth    : %g \n", rows ? busbw_sum / rows : 0.0);
-        printf("#\n");
-    }
-    loom_comm_destroy(comm);
+    print_footer(sum_over_ranks(failed_checks));
+
+    free(b.send);
+    free(b.recv);
+    free(blk);
+    free(pat.val);
+    free(pat.red);
+    if (loom_comm_destroy(comm) != LOOM_SUCCESS)
+        fprintf(stderr, "loom-perf: rank %d: loom_comm_destroy: %s\n", rank, loom_last_error(NULL));
     return wrong ? 1 : 0;
 }
