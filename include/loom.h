@@ -5,9 +5,11 @@
  * reduce_scatter recvcount are per rank; alltoall count is per peer).
  *
  * Rules: every rank issues the collectives of one communicator in the same order.
- * Outputs are written only by a call that succeeds. A call with bad arguments returns
- * LOOM_ERR_INVALID_ARGUMENT and changes nothing. No call waits without a deadline
- * (LOOM_TIMEOUT_MS). After a failure the communicator is unusable: destroy it.
+ * A call with bad arguments returns LOOM_ERR_INVALID_ARGUMENT and changes nothing; a
+ * call that fails part-way (a peer died, an abort) may have written part of its
+ * output, as in NCCL. No call waits without a deadline (LOOM_TIMEOUT_MS). After a
+ * failure the communicator is unusable: later calls return the same error at once;
+ * destroy it.
  */
 #ifndef LOOM_H
 #define LOOM_H
