@@ -73,8 +73,13 @@ static loom_result_t wait_check(struct exec *x, struct loom_conn *conn, bool sen
     /* A peer that said BYE sends nothing more: fail once what it sent is consumed
        (shm: in the FIFO already; tcp: up to the socket's end, or no socket at all). */
     if (atomic_load(&c->peer_gone[conn->peer]) &&
-        (sending || !conn->proxied || atomic_load(&conn->eof) || !atomic_load(&conn->attached)))
+        (sending || !conn->proxied || atomic_load(&conn->eof) || !atomic_load(&conn->attached))) {
+        /* Look again: the caller saw the FIFO empty before it saw the BYE, and what the
+           peer posted before leaving may have landed in between. */
+        struct slot_meta m;
+        if (!sending && fifo_recv_slot(&conn->fifo, &m) != NULL) return LOOM_SUCCESS;
         return fail_wait(x, conn, LOOM_ERR_REMOTE, "the peer destroyed its communicator");
+    }
     if (net_now_ns() > x->deadline) {
         char why[96];
         snprintf(why, sizeof why, "timed out after %lld ms", (long long)c->cfg.timeout_ms);
@@ -154,6 +159,10 @@ static loom_result_t run_step(struct exec *x, const struct step *st)
     loom_result_t r;
     if (st->prim == PRIM_COPY) {
         if (st->dst != st->src) memmove(st->dst, st->src, st->bytes);
+        return LOOM_SUCCESS;
+    }
+    if (st->prim == PRIM_REDUCE) {
+        reduce_buf(st->dst, st->dst, st->src, st->bytes / loom_dtype_size(op->dt), op->dt, op->op);
         return LOOM_SUCCESS;
     }
     if (st->recv_peer >= 0 && (r = comm_conn(c, st->recv_peer, false, &in)) != LOOM_SUCCESS) return r;
@@ -270,7 +279,7 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
 {
     struct sched s;
     size_t chunk = (size_t)(c->cfg.nslots / 2) * c->cfg.slot_bytes;
-    loom_result_t r = sched_build(&s, op, c->rank, c->nranks, chunk);
+    loom_result_t r = sched_build(&s, op, c->rank, c->nranks, chunk, (enum algo)c->cfg.algo);
     if (r != LOOM_SUCCESS)
         return loom_set_error(c, r, "cannot build the %s schedule: %s", coll_name(op->coll), loom_strerror(r));
     struct exec x = { .c = c, .op = op, .deadline = net_deadline(c->cfg.timeout_ms) };

@@ -3,6 +3,7 @@
  *   ring reduce-scatter, ring all-gather, ring all-reduce (RS then AG, per loop)
  *   chain broadcast and chain reduce (streamed slot by slot, so pipelined)
  *   pairwise-exchange all-to-all, and p2p groups (one concurrent block)
+ *   direct all-reduce for small messages on few ranks (below)
  *
  * Ring all-reduce on rank r, for each loop over chunks of the n blocks (block k is
  * the k-th n-th of the buffer), step s handles block (r - s) mod n:
@@ -20,6 +21,11 @@
 
 #include "reduce.h"
 
+/* Direct all-reduce below this size and up to this many ranks (measured in
+   bench/RESULTS.md: one hop beats the ring's 2(n-1) while the messages are small). */
+#define DIRECT_MAX_BYTES (16u << 10)
+#define DIRECT_MAX_RANKS 8
+
 const char *coll_name(enum coll c)
 {
     static const char *names[] = { "?", "allreduce", "reduce", "broadcast", "allgather",
@@ -30,8 +36,8 @@ const char *coll_name(enum coll c)
 const char *prim_name(enum prim p)
 {
     static const char *names[] = { "send", "recv", "recv_reduce_send", "recv_reduce_copy_send",
-                                   "recv_copy_send", "recv_reduce_copy", "copy" };
-    return (unsigned)p <= PRIM_COPY ? names[p] : "?";
+                                   "recv_copy_send", "recv_reduce_copy", "copy", "reduce" };
+    return (unsigned)p <= PRIM_REDUCE ? names[p] : "?";
 }
 
 /* ---- building ---- */
@@ -92,6 +98,33 @@ static int ring_allreduce(struct sched *s, const struct loom_op *op, int r, int 
         }
     }
     return 0;
+}
+
+/* Small all-reduce: every rank sends its whole buffer to every other rank at once
+   (one concurrent block: one hop instead of the ring's 2(n-1) in a row), then reduces
+   the n buffers locally in rank order 0, 1, ..., n-1, so every rank computes the same
+   bits. Costs n-1 links per rank and n x size of scratch: used for small sizes on
+   few ranks only (sched_build). */
+static int direct_allreduce(struct sched *s, const struct loom_op *op, int r, int n)
+{
+    size_t bytes = op->count * loom_dtype_size(op->dt);
+    char *tmp = malloc(bytes * (size_t)(n + 1));      /* n received buffers + the sum */
+    if (tmp == NULL) return -1;
+    s->tmp = tmp;
+    char *acc = tmp + (size_t)n * bytes;
+    int first = s->n;
+    for (int st = 1; st < n; st++) {
+        int to = mod(r + st, n), from = mod(r - st, n);
+        if (add(s, PRIM_SEND, to, -1, op->send, NULL, bytes) ||
+            add(s, PRIM_RECV, -1, from, NULL, tmp + (size_t)from * bytes, bytes))
+            return -1;
+    }
+    s->steps[first].together = 2 * (n - 1);
+    for (int q = 0; q < n; q++) {
+        const char *b = q == r ? op->send : tmp + (size_t)q * bytes;
+        if (add(s, q == 0 ? PRIM_COPY : PRIM_REDUCE, -1, -1, b, acc, bytes)) return -1;
+    }
+    return add(s, PRIM_COPY, -1, -1, acc, op->recv, bytes);
 }
 
 /* Rank r ends with block r reduced: step s handles block (r - 1 - s) mod n. */
@@ -218,7 +251,7 @@ static int p2p_group(struct sched *s, const struct loom_op *op, int r)
 }
 
 loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, int nranks,
-                          size_t chunk_bytes)
+                          size_t chunk_bytes, enum algo algo)
 {
     memset(s, 0, sizeof *s);
     size_t E = loom_dtype_size(op->dt);
@@ -230,7 +263,11 @@ loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, i
         return rc ? LOOM_ERR_SYSTEM : LOOM_SUCCESS;
     }
     switch (op->coll) {
-    case COLL_ALLREDUCE:      rc = ring_allreduce(s, op, rank, nranks, chunk); break;
+    case COLL_ALLREDUCE:
+        if (algo == ALGO_AUTO)
+            algo = op->count * E <= DIRECT_MAX_BYTES && nranks <= DIRECT_MAX_RANKS ? ALGO_DIRECT : ALGO_RING;
+        rc = algo == ALGO_DIRECT ? direct_allreduce(s, op, rank, nranks) : ring_allreduce(s, op, rank, nranks, chunk);
+        break;
     case COLL_REDUCE_SCATTER: rc = ring_reduce_scatter(s, op, rank, nranks, chunk); break;
     case COLL_ALLGATHER:      rc = ring_allgather(s, op, rank, nranks, chunk); break;
     case COLL_BROADCAST:      rc = chain_broadcast(s, op, rank, nranks); break;

@@ -48,6 +48,7 @@ enum prim {
     PRIM_RECV_COPY_SEND,      /* prev -> dst and -> next                       */
     PRIM_RECV_REDUCE_COPY,    /* (prev op src) -> dst                          */
     PRIM_COPY,                /* src -> dst (local)                            */
+    PRIM_REDUCE,              /* dst = dst op src (local)                      */
 };
 const char *prim_name(enum prim p);
 
@@ -71,8 +72,9 @@ struct sched {
 /* Build rank's schedule for op on nranks ranks. chunk_bytes: the most one step of a
    ring loop may move (half the FIFO, so a sender can run one step ahead without the
    ring deadlocking). LOOM_ERR_SYSTEM when out of memory. */
+enum algo { ALGO_AUTO, ALGO_RING, ALGO_DIRECT };
 loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, int nranks,
-                          size_t chunk_bytes);
+                          size_t chunk_bytes, enum algo algo);
 void sched_free(struct sched *s);
 
 #endif

@@ -245,7 +245,7 @@ loom_result_t boot_join(const struct boot_id *b, int nranks, int rank,
                         uint64_t deadline_ns, char *err, size_t errlen)
 {
     int fd;
-    loom_result_t r = net_connect(&b->root, deadline_ns, &fd, err, errlen);
+    loom_result_t r = net_connect(&b->root, deadline_ns, true, &fd, err, errlen);
     if (r != LOOM_SUCCESS) return r;
     struct hello h = { .magic = HELLO_MAGIC, .version = 1, .nranks = nranks, .rank = rank,
                        .info = *me };

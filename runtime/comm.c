@@ -131,10 +131,10 @@ loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom
         return LOOM_SUCCESS;
     }
     loom_result_t r = LOOM_SUCCESS;
+    char err[320] = "", name[128];
     pthread_mutex_lock(&c->conn_lock);
     conn = atomic_load(&tab[peer]);
     if (conn == NULL) {
-        char err[320] = "", name[128];
         conn = calloc(1, sizeof *conn);
         if (conn == NULL) {
             r = LOOM_ERR_SYSTEM;
@@ -152,13 +152,19 @@ loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom
         } else {
             free(conn);
             conn = NULL;
-            comm_peer_name(c, peer, name, sizeof name);
-            comm_fail(c, r, true, "cannot connect the link %s %s: %s", is_send ? "to" : "from", name, err);
         }
     }
     pthread_mutex_unlock(&c->conn_lock);
     *out = conn;
-    return r;
+    if (r == LOOM_SUCCESS) return r;
+    /* Refused: the peer has left, and its control socket carries why. Give the
+       progress thread (which may need conn_lock, hence outside it) a moment to read
+       that before blaming the link. */
+    for (int i = 0; i < 200 && r == LOOM_ERR_REMOTE && atomic_load(&c->status) == LOOM_SUCCESS; i++)
+        usleep(1000);
+    comm_peer_name(c, peer, name, sizeof name);
+    comm_fail(c, r, true, "cannot connect the link %s %s: %s", is_send ? "to" : "from", name, err);
+    return (loom_result_t)atomic_load(&c->status);
 }
 
 /* ---- init ---- */
@@ -172,6 +178,9 @@ static void read_config(struct loom_config *cfg, int local_nranks)
     const char *t = loom_env_str("LOOM_TRANSPORT");
     cfg->force = strcmp(t, "tcp") == 0 ? 2 : strcmp(t, "shm") == 0 ? 1 : 0;
     if (t[0] && !cfg->force) LOOM_WARN(LOOM_SUB_ENV, "LOOM_TRANSPORT='%s' unknown (want shm or tcp); using auto", t);
+    const char *a = loom_env_str("LOOM_ALGO");
+    cfg->algo = strcmp(a, "ring") == 0 ? 1 : strcmp(a, "direct") == 0 ? 2 : 0;
+    if (a[0] && !cfg->algo) LOOM_WARN(LOOM_SUB_ENV, "LOOM_ALGO='%s' unknown (want ring or direct); choosing by size", a);
     int64_t spin = loom_env_int("LOOM_SPIN_US");
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     /* Spinning helps only when every local rank has a core of its own; otherwise a

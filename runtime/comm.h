@@ -22,6 +22,7 @@ struct loom_config {
     int64_t  spin_ns;       /* spin before sleeping                            */
     int64_t  heartbeat_ms;  /* control heartbeat interval                      */
     int      force;         /* 0 auto, 1 shm, 2 tcp                            */
+    int      algo;          /* enum algo: LOOM_ALGO (all-reduce)               */
 };
 
 struct loom_progress;

@@ -48,6 +48,8 @@ static const struct loom_env_var table[] = {
       "FIFO slots per directed link, rounded up to a power of two from 2 to 64 (more = more bytes in flight)" },
     { "LOOM_SLOT_BYTES", LOOM_ENV_SIZE, "128K",
       "bytes per FIFO slot, a multiple of 64 from 64 to 64M; K, M, G suffixes (powers of 1024)" },
+    { "LOOM_ALGO", LOOM_ENV_STR, "",
+      "all-reduce algorithm: ring, direct (everyone to everyone, small messages) or empty = by size" },
     { "LOOM_SPIN_US", LOOM_ENV_INT, "-1",
       "microseconds a waiter spins before it sleeps on a futex; -1 = auto (none when local ranks outnumber cores)" },
 

@@ -260,8 +260,8 @@ int net_accept(int listen_fd, char *from, size_t fromlen)
     return fd;
 }
 
-loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, int *fd_out,
-                          char *err, size_t errlen)
+loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, bool retry_refused,
+                          int *fd_out, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -293,6 +293,12 @@ loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, int *
         }
         last_errno = errno;
         close(fd);
+        if (!retry_refused && last_errno == ECONNREFUSED) {
+            char as[80];
+            net_addr_str(a, as, sizeof as);
+            snprintf(err, errlen, "%s refused the connection: nobody listens there any more", as);
+            return LOOM_ERR_REMOTE;
+        }
         bool retry = last_errno == ECONNREFUSED || last_errno == ECONNRESET ||
                      last_errno == ENETUNREACH || last_errno == EHOSTUNREACH ||
                      last_errno == EAGAIN || last_errno == ETIMEDOUT;

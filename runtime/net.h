@@ -49,9 +49,11 @@ bool net_ifname_matches(const char *spec, const char *ifname);
 loom_result_t net_listen(struct loom_addr *a, int *fd, char *err, size_t errlen);
 /* Accept one connection (-1 if none); from receives the peer's address as text. */
 int net_accept(int listen_fd, char *from, size_t fromlen);
-/* Connect, retrying refused connections until the deadline (the peer may not be up). */
-loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, int *fd,
-                          char *err, size_t errlen);
+/* Connect within the deadline. retry_refused: a refused connection is retried (a
+   rendezvous root may not be up yet); otherwise it fails at once with LOOM_ERR_REMOTE
+   (a rank's listener lives as long as its communicator: refused = gone). */
+loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, bool retry_refused,
+                          int *fd, char *err, size_t errlen);
 /* Whole-buffer I/O on a blocking or non-blocking socket, bounded by the deadline.
    LOOM_ERR_REMOTE on EOF/reset, LOOM_ERR_TIMEOUT past the deadline. */
 loom_result_t net_send_all(int fd, const void *buf, size_t len, uint64_t deadline_ns);

@@ -251,6 +251,20 @@ static void ctrl_read(struct loom_progress *p, int r)
     }
 }
 
+/* Tell every peer why this communicator failed (the ABORT frame). */
+static void send_abort(struct loom_progress *p)
+{
+    struct loom_comm *c = p->comm;
+    char text[CTRL_TEXT_MAX];
+    pthread_mutex_lock(&c->err_lock);
+    size_t tl = strnlen(c->err, sizeof text - 1);   /* truncate to one frame */
+    memcpy(text, c->err, tl);
+    text[tl] = '\0';
+    pthread_mutex_unlock(&c->err_lock);
+    for (int r = 0; r < c->nranks; r++)
+        if (p->peers[r].fd >= 0) ctrl_send(p, r, CTRL_ABORT, atomic_load(&c->status), text);
+}
+
 /* ---- the thread ---- */
 
 static bool conns_progress(struct loom_progress *p)
@@ -325,16 +339,7 @@ static void *progress_main(void *arg)
     uint64_t flush_deadline = 0;
 
     for (;;) {
-        if (atomic_exchange(&p->tell_peers, false)) {
-            char text[CTRL_TEXT_MAX];
-            pthread_mutex_lock(&c->err_lock);
-            size_t tl = strnlen(c->err, sizeof text - 1);   /* truncate to one frame */
-            memcpy(text, c->err, tl);
-            text[tl] = '\0';
-            pthread_mutex_unlock(&c->err_lock);
-            for (int r = 0; r < c->nranks; r++)
-                if (p->peers[r].fd >= 0) ctrl_send(p, r, CTRL_ABORT, atomic_load(&c->status), text);
-        }
+        if (atomic_exchange(&p->tell_peers, false)) send_abort(p);
         /* Told peers first: a rank that fails and then destroys must still say why. */
         if (atomic_load(&p->stop)) {
             if (!atomic_load(&p->orderly)) break;
@@ -375,9 +380,13 @@ static void *progress_main(void *arg)
                 ctrl_read(p, who[i]);
     }
 
+    /* Leaving: BYE after an orderly destroy; after a failure, the reason again (a peer
+       may not have heard it, e.g. when this rank learnt it from another), so nobody
+       mistakes the closing sockets for a death. */
     if (atomic_load(&p->orderly))
         for (int r = 0; r < c->nranks; r++)
             if (p->peers[r].fd >= 0) ctrl_send(p, r, CTRL_BYE, 0, NULL);
+    if (!atomic_load(&p->orderly) && atomic_load(&c->status) != LOOM_SUCCESS) send_abort(p);
     free(pf);
     free(who);
     return NULL;
@@ -409,7 +418,7 @@ loom_result_t progress_start(struct loom_comm *c, char *err, size_t errlen)
     uint64_t deadline = net_deadline(c->cfg.timeout_ms);
     for (int r = 0; r < c->rank; r++) {
         int fd;
-        loom_result_t res = net_connect(&c->peers[r].addr, deadline, &fd, err, errlen);
+        loom_result_t res = net_connect(&c->peers[r].addr, deadline, false, &fd, err, errlen);
         if (res == LOOM_SUCCESS) res = progress_send_hello(c, fd, CONN_CTRL, r, deadline);
         if (res != LOOM_SUCCESS) {
             char name[128];

@@ -62,7 +62,10 @@ static int split_body(loom_comm_t comm, int rank, int n, void *arg)
         CHECK_EQ(loom_comm_rank(sub), mypos);
         int32_t v = rank, sum = 0, want = 0;
         for (int q = 0; q < n; q++) want += q != 4 && q % 2 == color ? q : 0;
-        CHECK_OK(loom_allreduce(&v, &sum, 1, LOOM_INT32, LOOM_SUM, sub, NULL));
+        {
+            loom_comm_t comm = sub;     /* so a failed check prints the sub-communicator's error */
+            CHECK_OK(loom_allreduce(&v, &sum, 1, LOOM_INT32, LOOM_SUM, comm, NULL));
+        }
         CHECK_EQ(sum, want);
         CHECK_OK(loom_comm_destroy(sub));
     }

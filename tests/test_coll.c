@@ -303,6 +303,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(argv[1], "tcp") == 0) setenv("LOOM_TRANSPORT", "tcp", 1);
+    /* LOOM_ALGO (ring, direct) may be set by the caller to test one algorithm */
     struct cfg cfg = { argv[3] };
     char name[64];
     snprintf(name, sizeof name, "coll-%s-%s-%s", argv[1], argv[2], argv[3]);

@@ -81,7 +81,7 @@ static loom_result_t tcp_connect_send(struct loom_conn *c, char *err, size_t err
     if (r != LOOM_SUCCESS) return r;
     struct tcp_priv *tp = c->priv;
     uint64_t deadline = net_deadline(comm->cfg.timeout_ms);
-    r = net_connect(&comm->peers[c->peer].addr, deadline, &tp->fd, err, errlen);
+    r = net_connect(&comm->peers[c->peer].addr, deadline, false, &tp->fd, err, errlen);
     if (r == LOOM_SUCCESS) r = progress_send_hello(comm, tp->fd, CONN_DATA, c->peer, deadline);
     if (r != LOOM_SUCCESS) {
         if (err[0] == '\0') snprintf(err, errlen, "handshake failed");
@@ -144,6 +144,9 @@ static loom_result_t send_progress(struct loom_conn *c, struct tcp_priv *tp, boo
             if (errno == EAGAIN || errno == EWOULDBLOCK) { tp->blocked = true; return LOOM_SUCCESS; }
             if (errno == EINTR) continue;
             tp->broken = true;
+            /* The peer closed its end: it left or died, and its control socket says
+               which (and why). Other errors are this link's own failure. */
+            if (errno == EPIPE || errno == ECONNRESET) return LOOM_SUCCESS;
             snprintf(err, errlen, "send: %s", strerror(errno));
             return LOOM_ERR_REMOTE;
         }
