@@ -38,14 +38,14 @@ static void out_copy(const struct exec *x, void *dst, const void *src, size_t n)
     else memcpy(dst, src, n);
 }
 
-static inline void cpu_relax(void)
-{
+/* A polite spin: tells the core (and an SMT sibling) that this thread is waiting. */
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+static inline void cpu_relax(void) { __builtin_ia32_pause(); }
 #elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
+static inline void cpu_relax(void) { __asm__ __volatile__("yield"); }
+#else
+static inline void cpu_relax(void) {}
 #endif
-}
 
 /* ---- waiting ---- */
 
@@ -244,7 +244,7 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
         r = comm_conn(x->c, s ? st->send_peer : st->recv_peer, s, &t[i].conn);
     }
     uint64_t spin_end = net_now_ns() + (uint64_t)x->c->cfg.spin_ns;
-    for (unsigned iter = 0; r == LOOM_SUCCESS; iter++) {
+    for (unsigned iter = 1; r == LOOM_SUCCESS; iter++) {
         bool moved = false, all = true;
         struct xfer *waiting = NULL;
         for (int i = 0; i < n && r == LOOM_SUCCESS; i++) {
@@ -260,14 +260,17 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
         }
         if (r != LOOM_SUCCESS || all) break;
         if (moved || waiting == NULL) continue;
-        if (net_now_ns() < spin_end) { cpu_relax(); continue; }
+        if (net_now_ns() < spin_end) {
+            cpu_relax();
+            if ((iter & 255) == 0) sched_yield();     /* as in wait_slot */
+            continue;
+        }
         /* Sleep on one link briefly; others are re-polled after the slice. */
         bool s = waiting->st->prim == PRIM_SEND;
         _Atomic uint32_t *ctr = s ? &waiting->conn->fifo.ctrl->head : &waiting->conn->fifo.ctrl->tail;
         uint32_t seen = atomic_load(ctr);
         r = wait_check(x, waiting->conn, s);
         if (r == LOOM_SUCCESS) fifo_sleep(&waiting->conn->fifo, !s, seen, n > 1 ? 1000 : SLEEP_SLICE_US);
-        (void)iter;
     }
     if (t != tv) free(t);
     return r;
