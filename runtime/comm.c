@@ -539,11 +539,7 @@ static void drain(struct loom_comm *c, int64_t limit_ms)
     while ((c->now_serving != c->next_ticket && atomic_load(&c->status) == LOOM_SUCCESS) ||
            atomic_load(&c->active) > 0) {
         if (net_ms_left(deadline) == 0) break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 5 * 1000000;
-        if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-        pthread_cond_timedwait(&c->order_cv, &c->order_lock, &ts);
+        net_cond_wait_ms(&c->order_cv, &c->order_lock, 5);
     }
     c->torn_down = true;
     pthread_mutex_unlock(&c->order_lock);

@@ -35,11 +35,7 @@ loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t tick
             r = LOOM_ERR_TIMEOUT;
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 10 * 1000000;
-        if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-        pthread_cond_timedwait(&c->order_cv, &c->order_lock, &ts);
+        net_cond_wait_ms(&c->order_cv, &c->order_lock, 10);
     }
     bool runs = r == LOOM_SUCCESS && c->now_serving == ticket && !c->torn_down &&
                 atomic_load(&c->status) == LOOM_SUCCESS;

@@ -43,6 +43,16 @@ int net_ms_left(uint64_t deadline_ns)
     return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
 }
 
+void net_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *lock, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);     /* pthread_cond_timedwait's clock */
+    ts.tv_nsec += (long)ms * 1000000;
+    ts.tv_sec += ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(cv, lock, &ts);
+}
+
 /* ---- addresses ---- */
 
 void net_addr_to_sockaddr(const struct loom_addr *a, struct sockaddr_storage *ss, socklen_t *len)

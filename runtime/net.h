@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include "loom.h"
@@ -28,6 +29,9 @@ struct loom_addr {
 uint64_t net_now_ns(void);                   /* CLOCK_MONOTONIC */
 uint64_t net_deadline(int64_t timeout_ms);   /* now + timeout */
 int      net_ms_left(uint64_t deadline_ns);  /* >= 0, capped at INT32 range */
+
+/* One slice of a bounded wait on a condition variable (callers loop and re-check). */
+void     net_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *lock, int ms);
 
 void net_addr_to_sockaddr(const struct loom_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 void net_addr_from_sockaddr(struct loom_addr *a, const struct sockaddr *sa);

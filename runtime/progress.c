@@ -451,11 +451,7 @@ loom_result_t progress_wait_mesh(struct loom_comm *c, uint64_t deadline_ns, char
     struct loom_progress *p = c->prog;
     pthread_mutex_lock(&p->lock);
     while (p->mesh < c->nranks - 1 && net_ms_left(deadline_ns) > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000;
-        if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-        pthread_cond_timedwait(&p->cv, &p->lock, &ts);
+        net_cond_wait_ms(&p->cv, &p->lock, 20);
     }
     int have = p->mesh;
     pthread_mutex_unlock(&p->lock);
