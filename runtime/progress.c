@@ -239,11 +239,12 @@ static void ctrl_read(struct loom_progress *p, int r)
                 memcpy(text, cp->rx + sizeof f, f.len);
                 text[f.len] = '\0';
                 comm_peer_name(c, r, name, sizeof name);
-                atomic_store(&c->peer_gone[r], true);
                 /* A mismatch of arguments is the user's error on every rank; anything
-                   else is, from here, a remote failure. */
+                   else is, from here, a remote failure. The reason goes in before the
+                   peer counts as gone, so a waiter never reports the bare departure. */
                 comm_fail(c, f.code == LOOM_ERR_INVALID_ARGUMENT ? LOOM_ERR_INVALID_ARGUMENT : LOOM_ERR_REMOTE,
                           false, "%s failed: %s", name, text);
+                atomic_store(&c->peer_gone[r], true);
             }
             memmove(cp->rx, cp->rx + need, cp->rx_len - need);
             cp->rx_len -= need;
