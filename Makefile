@@ -3,7 +3,7 @@
 #   make demo   the same setup, then a loom-perf table on 4 local ranks
 # BUILD selects the build directory (default build/).
 BUILD ?= build
-DEBS := meson ninja-build pkg-config libhwloc-dev libibverbs-dev openmpi-bin libopenmpi-dev \
+DEBS := meson ninja-build pkg-config libhwloc-dev libibverbs-dev openmpi-bin libopenmpi-dev libgloo-dev \
         iproute2 gnuplot-nox
 
 .PHONY: all deps build test demo clean
