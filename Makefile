@@ -1,12 +1,13 @@
 # loom: the README's two commands.
 #   make test   install missing Debian packages (as root), configure build/, build, run the suite
 #   make demo   the same setup, then a loom-perf table on 4 local ranks
+#   make bench  the same setup, then loom against Open MPI and Gloo (bench/compare)
 # BUILD selects the build directory (default build/).
 BUILD ?= build
 DEBS := meson ninja-build pkg-config libhwloc-dev libibverbs-dev openmpi-bin libopenmpi-dev libgloo-dev \
         iproute2 gnuplot-nox
 
-.PHONY: all deps build test demo clean
+.PHONY: all deps build test demo bench clean
 
 all: build
 
@@ -31,6 +32,10 @@ test: build
 
 demo: build
 	$(BUILD)/tools/loomrun -n 4 $(BUILD)/bench/loom-perf -o allreduce -b 8 -e 64M -f 4 -n 10 -w 2
+
+# loom vs Open MPI vs Gloo vs memcpy on this host (bench/compare; CSV and PNGs in bench/results/)
+bench: build
+	bench/compare --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
