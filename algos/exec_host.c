@@ -244,6 +244,7 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
         r = comm_conn(x->c, s ? st->send_peer : st->recv_peer, s, &t[i].conn);
     }
     uint64_t spin_end = net_now_ns() + (uint64_t)x->c->cfg.spin_ns;
+    bool spinning = x->c->cfg.spin_ns > 0;
     for (unsigned iter = 1; r == LOOM_SUCCESS; iter++) {
         bool moved = false, all = true;
         struct xfer *waiting = NULL;
@@ -260,9 +261,10 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
         }
         if (r != LOOM_SUCCESS || all) break;
         if (moved || waiting == NULL) continue;
-        if (net_now_ns() < spin_end) {
+        if (spinning) {                          /* as in wait_slot: read the clock rarely */
             cpu_relax();
-            if ((iter & 255) == 0) sched_yield();     /* as in wait_slot */
+            if ((iter & 63) == 0 && net_now_ns() > spin_end) spinning = false;
+            if ((iter & 255) == 0) sched_yield();
             continue;
         }
         /* Sleep on one link briefly; others are re-polled after the slice. */

@@ -21,9 +21,11 @@
 
 #include "reduce.h"
 
-/* Direct all-reduce below this size and up to this many ranks (measured in
-   bench/RESULTS.md: one hop beats the ring's 2(n-1) while the messages are small). */
-#define DIRECT_MAX_BYTES (16u << 10)
+/* Direct all-reduce up to DIRECT_BYTES_PER_PEER x (n-1) bytes and DIRECT_MAX_RANKS
+   ranks: one hop beats the ring's 2(n-1) hops while messages are small, and the more
+   ranks, the longer (measured on 2 cores: 2 ranks cross over near 2 KiB, 4 ranks above
+   4 KiB; bench/RESULTS.md). */
+#define DIRECT_BYTES_PER_PEER (2u << 10)
 #define DIRECT_MAX_RANKS 8
 
 const char *coll_name(enum coll c)
@@ -265,7 +267,8 @@ loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, i
     switch (op->coll) {
     case COLL_ALLREDUCE:
         if (algo == ALGO_AUTO)
-            algo = op->count * E <= DIRECT_MAX_BYTES && nranks <= DIRECT_MAX_RANKS ? ALGO_DIRECT : ALGO_RING;
+            algo = nranks <= DIRECT_MAX_RANKS && op->count * E <= DIRECT_BYTES_PER_PEER * (size_t)(nranks - 1)
+                       ? ALGO_DIRECT : ALGO_RING;
         rc = algo == ALGO_DIRECT ? direct_allreduce(s, op, rank, nranks) : ring_allreduce(s, op, rank, nranks, chunk);
         break;
     case COLL_REDUCE_SCATTER: rc = ring_reduce_scatter(s, op, rank, nranks, chunk); break;
