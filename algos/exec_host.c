@@ -49,6 +49,31 @@ static inline void cpu_relax(void) {}
 
 /* ---- waiting ---- */
 
+/* The spin phase of every wait: up to cfg.spin_ns (none when 0), reading the clock
+   only every 64 turns (it costs as much as the hand-off it waits for) and yielding
+   every 256 so a peer sharing this core (other load, oversubscription) can run. */
+struct spin {
+    uint64_t end;
+    unsigned turn;
+    bool on;
+};
+
+static struct spin spin_start(const struct exec *x)
+{
+    return (struct spin){ .end = net_now_ns() + (uint64_t)x->c->cfg.spin_ns, .on = x->c->cfg.spin_ns > 0 };
+}
+
+/* One more turn of spinning? false once the budget is spent. */
+static bool spin_again(struct spin *sp)
+{
+    if (!sp->on) return false;
+    cpu_relax();
+    sp->turn++;
+    if ((sp->turn & 63) == 0 && net_now_ns() > sp->end) sp->on = false;
+    if ((sp->turn & 255) == 0) sched_yield();
+    return sp->on;
+}
+
 static loom_result_t fail_wait(struct exec *x, struct loom_conn *conn, loom_result_t code, const char *why)
 {
     struct loom_comm *c = x->c;
@@ -95,14 +120,10 @@ static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool send
     struct fifo *f = &conn->fifo;
     *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
     if (*slot) return LOOM_SUCCESS;
-    uint64_t spin_end = net_now_ns() + (uint64_t)x->c->cfg.spin_ns;
-    for (unsigned i = 1;; i++) {
+    struct spin sp = spin_start(x);
+    while (spin_again(&sp)) {
         *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
         if (*slot) return LOOM_SUCCESS;
-        cpu_relax();
-        if ((i & 63) == 0 && net_now_ns() > spin_end) break;
-        /* The peer may share this core (other load, oversubscription): let it run. */
-        if ((i & 255) == 0) sched_yield();
     }
     for (;;) {
         _Atomic uint32_t *ctr = sending ? &f->ctrl->head : &f->ctrl->tail;
@@ -243,9 +264,8 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
         if (x->op->coll == COLL_P2P) t[i].want.count = st->bytes;   /* p2p checks bytes */
         r = comm_conn(x->c, s ? st->send_peer : st->recv_peer, s, &t[i].conn);
     }
-    uint64_t spin_end = net_now_ns() + (uint64_t)x->c->cfg.spin_ns;
-    bool spinning = x->c->cfg.spin_ns > 0;
-    for (unsigned iter = 1; r == LOOM_SUCCESS; iter++) {
+    struct spin sp = spin_start(x);
+    while (r == LOOM_SUCCESS) {
         bool moved = false, all = true;
         struct xfer *waiting = NULL;
         for (int i = 0; i < n && r == LOOM_SUCCESS; i++) {
@@ -261,12 +281,7 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
         }
         if (r != LOOM_SUCCESS || all) break;
         if (moved || waiting == NULL) continue;
-        if (spinning) {                          /* as in wait_slot: read the clock rarely */
-            cpu_relax();
-            if ((iter & 63) == 0 && net_now_ns() > spin_end) spinning = false;
-            if ((iter & 255) == 0) sched_yield();
-            continue;
-        }
+        if (spin_again(&sp)) continue;
         /* Sleep on one link briefly; others are re-polled after the slice. */
         bool s = waiting->st->prim == PRIM_SEND;
         _Atomic uint32_t *ctr = s ? &waiting->conn->fifo.ctrl->head : &waiting->conn->fifo.ctrl->tail;

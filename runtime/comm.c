@@ -169,7 +169,7 @@ loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom
 
 /* ---- init ---- */
 
-static void read_config(struct loom_config *cfg, int local_nranks)
+static void read_config(struct loom_config *cfg)
 {
     cfg->timeout_ms = loom_env_int("LOOM_TIMEOUT_MS");
     if (cfg->timeout_ms <= 0) cfg->timeout_ms = 600000;
@@ -181,12 +181,15 @@ static void read_config(struct loom_config *cfg, int local_nranks)
     const char *a = loom_env_str("LOOM_ALGO");
     cfg->algo = strcmp(a, "ring") == 0 ? 1 : strcmp(a, "direct") == 0 ? 2 : 0;
     if (a[0] && !cfg->algo) LOOM_WARN(LOOM_SUB_ENV, "LOOM_ALGO='%s' unknown (want ring or direct); choosing by size", a);
+}
+
+/* Spinning helps only when every local rank has a core of its own; otherwise a
+   spinning rank steals the core of the peer it waits for. */
+static int64_t spin_ns(int local_nranks)
+{
     int64_t spin = loom_env_int("LOOM_SPIN_US");
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    /* Spinning helps only when every local rank has a core of its own; otherwise a
-       spinning rank steals the core of the peer it waits for. */
-    if (spin < 0) spin = local_nranks <= ncpu ? 50 : 0;
-    cfg->spin_ns = spin * 1000;
+    if (spin < 0) spin = local_nranks <= sysconf(_SC_NPROCESSORS_ONLN) ? 50 : 0;
+    return spin * 1000;
 }
 
 static uint32_t geometry_nslots(void)
@@ -237,7 +240,7 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     c->recv = calloc((size_t)nranks, sizeof *c->recv);
     c->peer_gone = calloc((size_t)nranks, sizeof *c->peer_gone);
     loom_log_set_rank(rank);
-    read_config(&c->cfg, 1);
+    read_config(&c->cfg);
     loom_result_t r = LOOM_ERR_SYSTEM;
     if (!c->peers || !c->send || !c->recv || !c->peer_gone) {
         snprintf(err, sizeof err, "out of memory");
@@ -257,7 +260,7 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     if (r != LOOM_SUCCESS) goto out_close;
 
     for (int i = 0; i < nranks; i++) c->local_nranks += c->peers[i].host_id == me.host_id;
-    read_config(&c->cfg, c->local_nranks);
+    c->cfg.spin_ns = spin_ns(c->local_nranks);   /* needs the peer table */
     c->cfg.nslots = c->peers[0].nslots;          /* one geometry for the whole comm */
     c->cfg.slot_bytes = c->peers[0].slot_bytes;
     if (c->cfg.force == 1)
