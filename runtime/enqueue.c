@@ -74,7 +74,8 @@ static loom_result_t submit(struct loom_comm *c, struct loom_op *op, loom_stream
     }
     return stream_submit(s, c, copy, ticket);
 oom:
-    /* The ticket is taken: run nothing, but keep the order moving. */
+    /* The ticket is taken and will never run: break the comm, so the calls queued
+       behind it fail at once instead of waiting for their turn. */
     comm_fail(c, LOOM_ERR_SYSTEM, true, "out of memory queueing %s", coll_name(op->coll));
     return LOOM_ERR_SYSTEM;
 }
