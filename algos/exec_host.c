@@ -23,7 +23,7 @@
 struct exec {
     struct loom_comm *c;
     const struct loom_op *op;
-    uint64_t deadline;
+    uint64_t deadline;         /* set by the first wait that sleeps (0 before) */
     struct slot_meta meta;     /* what this operation's slots carry */
     bool stream_out;           /* output too big to stay cached: bypass the cache */
 };
@@ -51,7 +51,8 @@ static inline void cpu_relax(void) {}
 
 /* The spin phase of every wait: up to cfg.spin_ns (none when 0), reading the clock
    only every 64 turns (it costs as much as the hand-off it waits for) and yielding
-   every 256 so a peer sharing this core (other load, oversubscription) can run.
+   every 256 so other load sharing this core can run, or at every turn when local ranks
+   outnumber cores (cfg.spin_yield: the peer waited for may need this very core).
    Never on a proxied (tcp) link: what ends that wait is this process's own progress
    thread, after a socket wake-up of tens of microseconds, and a spinning executor
    competes with that very thread for a core. Measured on 4 netns hosts at 4 Gbit/s:
@@ -59,23 +60,27 @@ static inline void cpu_relax(void) {}
 struct spin {
     uint64_t end;
     unsigned turn;
-    bool on;
+    bool on, yield_all;
 };
 
 static struct spin spin_start(const struct exec *x, bool proxied)
 {
-    return (struct spin){ .end = net_now_ns() + (uint64_t)x->c->cfg.spin_ns,
-                          .on = x->c->cfg.spin_ns > 0 && !proxied };
+    return (struct spin){ .on = x->c->cfg.spin_ns > 0 && !proxied, .yield_all = x->c->cfg.spin_yield };
 }
 
-/* One more turn of spinning? false once the budget is spent. */
-static bool spin_again(struct spin *sp)
+/* One more turn of spinning? false once the budget is spent. The budget starts at the
+   first clock reading (turn 64): most waits end before it, without reading the clock. */
+static bool spin_again(struct spin *sp, const struct exec *x)
 {
     if (!sp->on) return false;
     cpu_relax();
     sp->turn++;
-    if ((sp->turn & 63) == 0 && net_now_ns() > sp->end) sp->on = false;
-    if ((sp->turn & 255) == 0) sched_yield();
+    if ((sp->turn & 63) == 0) {
+        uint64_t now = net_now_ns();
+        if (sp->end == 0) sp->end = now + (uint64_t)x->c->cfg.spin_ns;
+        else if (now > sp->end) sp->on = false;
+    }
+    if (sp->yield_all || (sp->turn & 255) == 0) sched_yield();
     return sp->on;
 }
 
@@ -110,7 +115,9 @@ static loom_result_t wait_check(struct exec *x, struct loom_conn *conn, bool sen
         if (!sending && fifo_recv_slot(&conn->fifo, &m) != NULL) return LOOM_SUCCESS;
         return fail_wait(x, conn, LOOM_ERR_REMOTE, "the peer destroyed its communicator");
     }
-    if (net_now_ns() > x->deadline) {
+    uint64_t now = net_now_ns();
+    if (x->deadline == 0) x->deadline = now + (uint64_t)c->cfg.timeout_ms * 1000000u;
+    if (now > x->deadline) {
         char why[96];
         snprintf(why, sizeof why, "timed out after %lld ms", (long long)c->cfg.timeout_ms);
         return fail_wait(x, conn, LOOM_ERR_TIMEOUT, why);
@@ -126,7 +133,7 @@ static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool send
     *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
     if (*slot) return LOOM_SUCCESS;
     struct spin sp = spin_start(x, conn->proxied);
-    while (spin_again(&sp)) {
+    while (spin_again(&sp, x)) {
         *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
         if (*slot) return LOOM_SUCCESS;
     }
@@ -288,7 +295,7 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
         }
         if (r != LOOM_SUCCESS || all) break;
         if (moved || waiting == NULL) continue;
-        if (spin_again(&sp)) continue;
+        if (spin_again(&sp, x)) continue;
         /* Sleep on one link briefly; others are re-polled after the slice. */
         bool s = waiting->st->prim == PRIM_SEND;
         _Atomic uint32_t *ctr = s ? &waiting->conn->fifo.ctrl->head : &waiting->conn->fifo.ctrl->tail;
@@ -309,7 +316,7 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
     loom_result_t r = sched_build(&s, op, c->rank, c->nranks, chunk, (enum algo)c->cfg.algo);
     if (r != LOOM_SUCCESS)
         return loom_set_error(c, r, "cannot build the %s schedule: %s", coll_name(op->coll), loom_strerror(r));
-    struct exec x = { .c = c, .op = op, .deadline = net_deadline(c->cfg.timeout_ms) };
+    struct exec x = { .c = c, .op = op };
     x.stream_out = op->count * loom_dtype_size(op->dt) >= STREAM_OUT_BYTES;
     x.meta.kind = op->coll == COLL_P2P ? (uint32_t)COLL_P2P << 16
                 : (uint32_t)op->coll << 16 | (uint32_t)op->dt << 8 | (uint32_t)op->op;

@@ -48,9 +48,11 @@ static int add(struct sched *s, enum prim p, int send_peer, int recv_peer, const
                char *dst, size_t bytes)
 {
     if (s->n == s->cap) {
-        int cap = s->cap ? 2 * s->cap : 64;
-        struct step *n = realloc(s->steps, sizeof *n * (size_t)cap);
+        int cap = 4 * s->cap;
+        struct step *n = s->steps == s->inl ? malloc(sizeof *n * (size_t)cap)
+                                            : realloc(s->steps, sizeof *n * (size_t)cap);
         if (n == NULL) return -1;
+        if (s->steps == s->inl) memcpy(n, s->inl, sizeof s->inl);
         s->steps = n;
         s->cap = cap;
     }
@@ -60,6 +62,13 @@ static int add(struct sched *s, enum prim p, int send_peer, int recv_peer, const
 }
 
 static int mod(int a, int n) { return ((a % n) + n) % n; }
+
+/* The schedule's scratch: inline when it fits, else from the heap (sched_free). */
+static char *scratch(struct sched *s, size_t bytes)
+{
+    s->tmp = bytes <= sizeof s->tmp_inl ? s->tmp_inl : malloc(bytes);
+    return s->tmp;
+}
 
 /* Block k of count elements split n ways: the first count % n blocks get one more. */
 static void block(size_t count, int n, int k, size_t *off, size_t *len)
@@ -110,9 +119,8 @@ static int ring_allreduce(struct sched *s, const struct loom_op *op, int r, int 
 static int direct_allreduce(struct sched *s, const struct loom_op *op, int r, int n)
 {
     size_t bytes = op->count * loom_dtype_size(op->dt);
-    char *tmp = malloc(bytes * (size_t)(n + 1));      /* n received buffers + the sum */
+    char *tmp = scratch(s, bytes * (size_t)(n + 1));  /* n received buffers + the sum */
     if (tmp == NULL) return -1;
-    s->tmp = tmp;
     char *acc = tmp + (size_t)n * bytes;
     int first = s->n;
     for (int st = 1; st < n; st++) {
@@ -200,10 +208,10 @@ static int pairwise_alltoall(struct sched *s, const struct loom_op *op, int r, i
     const char *in = op->send;
     char *out = op->recv;
     if (in == out) {                         /* in place: send from a copy */
-        s->tmp = malloc(bb * (size_t)n);
-        if (s->tmp == NULL) return -1;
-        memcpy(s->tmp, in, bb * (size_t)n);
-        in = s->tmp;
+        char *copy = scratch(s, bb * (size_t)n);
+        if (copy == NULL) return -1;
+        memcpy(copy, in, bb * (size_t)n);
+        in = copy;
     }
     if (add(s, PRIM_COPY, -1, -1, in + (size_t)r * bb, out + (size_t)r * bb, bb)) return -1;
     for (int st = 1; st < n; st++) {
@@ -255,7 +263,10 @@ static int p2p_group(struct sched *s, const struct loom_op *op, int r)
 loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, int nranks,
                           size_t chunk_bytes, enum algo algo)
 {
-    memset(s, 0, sizeof *s);
+    s->steps = s->inl;                  /* no memset: the inline arrays are 5 KiB */
+    s->cap = SCHED_INLINE_STEPS;
+    s->n = 0;
+    s->tmp = NULL;
     size_t E = loom_dtype_size(op->dt);
     size_t chunk = chunk_bytes / (E ? E : 1);
     int rc;
@@ -286,7 +297,9 @@ loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, i
 
 void sched_free(struct sched *s)
 {
-    free(s->steps);
-    free(s->tmp);
-    memset(s, 0, sizeof *s);
+    if (s->steps != s->inl) free(s->steps);
+    if (s->tmp != s->tmp_inl) free(s->tmp);
+    s->steps = s->inl;
+    s->tmp = NULL;
+    s->n = 0;
 }

@@ -63,10 +63,17 @@ struct step {
     size_t bytes;
 };
 
+/* Small schedules live in the struct itself (on the executor's stack): a call of a few
+   hundred nanoseconds should not spend a tenth of them in malloc and free. */
+#define SCHED_INLINE_STEPS 16
+#define SCHED_INLINE_TMP 4096
 struct sched {
-    struct step *steps;
+    struct step *steps;       /* inl, or the heap once it outgrows it             */
     int n, cap;
-    void *tmp;                /* scratch owned by the schedule (in-place alltoall) */
+    void *tmp;                /* scratch (direct all-reduce, in-place alltoall):
+                                 tmp_inl, or the heap when larger                */
+    struct step inl[SCHED_INLINE_STEPS];
+    _Alignas(64) char tmp_inl[SCHED_INLINE_TMP];
 };
 
 /* Build rank's schedule for op on nranks ranks. chunk_bytes: the most one step of a

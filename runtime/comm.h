@@ -20,6 +20,7 @@ struct loom_config {
     size_t   slot_bytes;    /* bytes per slot (multiple of 64)                 */
     int64_t  timeout_ms;    /* deadline of every wait                          */
     int64_t  spin_ns;       /* spin before sleeping                            */
+    bool     spin_yield;    /* yield the core at every turn of the spin        */
     int64_t  heartbeat_ms;  /* control heartbeat interval                      */
     int      force;         /* 0 auto, 1 shm, 2 tcp                            */
     int      algo;          /* enum algo: LOOM_ALGO (all-reduce)               */

@@ -28,9 +28,10 @@ static uint64_t take_ticket(struct loom_comm *c)
 loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t ticket)
 {
     loom_result_t r = LOOM_SUCCESS;
-    uint64_t deadline = net_deadline(c->cfg.timeout_ms);
+    uint64_t deadline = 0;              /* read the clock only if this call must wait */
     pthread_mutex_lock(&c->order_lock);
     while (c->now_serving != ticket && !c->torn_down && atomic_load(&c->status) == LOOM_SUCCESS) {
+        if (deadline == 0) deadline = net_deadline(c->cfg.timeout_ms);
         if (net_ms_left(deadline) == 0) {
             r = LOOM_ERR_TIMEOUT;
             break;

@@ -51,7 +51,7 @@ static const struct loom_env_var table[] = {
     { "LOOM_ALGO", LOOM_ENV_STR, "",
       "all-reduce algorithm: ring, direct (everyone to everyone, small messages) or empty = by size" },
     { "LOOM_SPIN_US", LOOM_ENV_INT, "-1",
-      "microseconds a waiter on a shared-memory link spins before it sleeps on a futex (tcp waits never spin); -1 = auto (none when local ranks outnumber cores)" },
+      "microseconds a waiter on a shared-memory link spins before it sleeps on a futex (tcp waits never spin); -1 = 50, yielding the core at every turn when local ranks outnumber cores" },
 
     /* launch (loom_comm_init_env; tools/loomrun sets the first four) */
     { "LOOM_RANK", LOOM_ENV_INT, "-1",
