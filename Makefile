@@ -33,7 +33,8 @@ test: build
 demo: build
 	$(BUILD)/tools/loomrun -n 4 $(BUILD)/bench/loom-perf -o allreduce -b 8 -e 64M -f 4 -n 10 -w 2
 
-# loom vs Open MPI vs Gloo vs memcpy on this host (bench/compare; CSV and PNGs in bench/results/)
+# loom vs Open MPI vs Gloo: on this host vs memcpy, and on 4 netns hosts over links shaped
+# to 1 and 4 Gbit/s (root) vs the link rate (bench/compare; CSV and PNGs in bench/results/)
 bench: build
 	bench/compare --build $(BUILD)
 
