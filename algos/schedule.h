@@ -10,6 +10,12 @@
 #include <stdint.h>
 #include "loom.h"
 
+#ifdef __cplusplus          /* read by the CUDA executor (C++) for enum prim */
+#define LOOM_ALIGNAS(n) alignas(n)
+#else
+#define LOOM_ALIGNAS(n) _Alignas(n)
+#endif
+
 enum coll {
     COLL_ALLREDUCE = 1, COLL_REDUCE, COLL_BROADCAST, COLL_ALLGATHER,
     COLL_REDUCE_SCATTER, COLL_ALLTOALL, COLL_P2P
@@ -23,6 +29,7 @@ struct p2p_item {
     void *buf;
     size_t count;
     loom_dtype_t dt;
+    int gpu;                 /* 0: host memory; else 1 + the CUDA device of buf */
 };
 
 /* One operation as issued: the arguments of the call, validated. */
@@ -37,6 +44,8 @@ struct loom_op {
     struct p2p_item *p2p;    /* COLL_P2P: the group's items, in issue order           */
     int np2p;
     bool barrier;            /* allreduce of scratch: send/recv set when it runs      */
+    int gpu;                 /* 0: host buffers; else 1 + the CUDA device they are on */
+    void *cuda_stream;       /* device buffers on a wrapped CUDA stream (else NULL)   */
     char scratch[16];
 };
 
@@ -73,7 +82,7 @@ struct sched {
     void *tmp;                /* scratch (direct all-reduce, in-place alltoall):
                                  tmp_inl, or the heap when larger                */
     struct step inl[SCHED_INLINE_STEPS];
-    _Alignas(64) char tmp_inl[SCHED_INLINE_TMP];
+    LOOM_ALIGNAS(64) char tmp_inl[SCHED_INLINE_TMP];
 };
 
 /* Build rank's schedule for op on nranks ranks. chunk_bytes: the most one step of a

@@ -51,13 +51,22 @@
  * size / time. Its "in-place" column is a second, independent sample of the same
  * copy (a copy onto itself moves nothing), checked the same way.
  *
- * What it is not: a correctness suite (tests/ is), a GPU benchmark (host memory only
- * for now), or nccl-tests itself (no -g/-t threads per process, no -a, -m, -G, -z).
- * It uses only include/loom.h.
+ * -G 1 (builds with CUDA): device buffers on the rank's GPU (local rank mod the GPU
+ * count), calls on a wrapped CUDA stream, each timed batch ended by a stream sync.
+ * Inputs are made and checked on the host and copied over. -o memcpy then times
+ * cudaMemcpyAsync device to device: the copy bandwidth in the same run (counting the
+ * bytes once, as algbw; the bytes read plus written are twice that).
+ *
+ * What it is not: a correctness suite (tests/ is) or nccl-tests itself (no -g/-t
+ * threads per process, no -a, -m, -z). It uses only include/loom.h (and CUDA's
+ * runtime for -G).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef LOOM_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,7 +112,8 @@ static struct {
     loom_dtype_t dt;
     loom_op_t op;
     int iters, warmup, check, root;
-} opt = { C_ALLREDUCE, 32u << 20, 32u << 20, 2, 0, LOOM_FLOAT32, LOOM_SUM, 20, 5, 1, 0 };
+    int gpu;                       /* -G 1: device buffers                       */
+} opt = { C_ALLREDUCE, 32u << 20, 32u << 20, 2, 0, LOOM_FLOAT32, LOOM_SUM, 20, 5, 1, 0, 0 };
 
 static size_t esize;   /* bytes per element of opt.dt */
 
@@ -120,7 +130,7 @@ static void usage(const char *why)
     if (why) fprintf(stderr, "loom-perf: %s\n", why);
     fprintf(f,
             "usage: loom-perf [-o OP] [-b MIN] [-e MAX] [-f FACTOR | -i INCREMENT] [-d DTYPE] [-r REDOP]\n"
-            "                 [-n ITERS] [-w WARMUP] [-c 0|1] [-R ROOT]\n"
+            "                 [-n ITERS] [-w WARMUP] [-c 0|1] [-R ROOT] [-G 0|1]\n"
             "  -o  allreduce reducescatter allgather broadcast reduce alltoall sendrecv memcpy (allreduce)\n"
             "  -b, -e  smallest and largest size in bytes, K/M/G = powers of 1024 (32M, 32M)\n"
             "  -f  multiply the size by FACTOR > 1 (2); -i  add INCREMENT bytes instead\n"
@@ -129,6 +139,7 @@ static void usage(const char *why)
             "  -r  sum prod max min avg (sum)\n"
             "  -n  timed iterations (20); -w  warm-up iterations (5); -c  check results (1)\n"
             "  -R  root of broadcast and reduce (0)\n"
+            "  -G  1: device buffers on a CUDA stream (builds with CUDA; 0)\n"
             "one process per rank: loomrun -n N loom-perf ..., mpirun -np N loom-perf ...;\n"
             "with no launcher it runs as one rank.\n");
     exit(why ? 2 : 0);
@@ -205,7 +216,7 @@ static void parse_args(int argc, char **argv)
 {
     int c;
     opterr = 0;
-    while ((c = getopt(argc, argv, "o:b:e:f:i:d:r:n:w:c:R:h")) != -1) {
+    while ((c = getopt(argc, argv, "o:b:e:f:i:d:r:n:w:c:R:G:h")) != -1) {
         switch (c) {
         case 'o': opt.coll = parse_coll(optarg); break;
         case 'b': opt.min_bytes = parse_size(optarg); break;
@@ -222,6 +233,7 @@ static void parse_args(int argc, char **argv)
         case 'w': opt.warmup = parse_int(optarg, 0, "-w"); break;
         case 'c': opt.check = parse_int(optarg, 0, "-c") != 0; break;
         case 'R': opt.root = parse_int(optarg, 0, "-R"); break;
+        case 'G': opt.gpu = parse_int(optarg, 0, "-G") != 0; break;
         case 'h': usage(NULL); break;
         default: usage("unknown option or missing value");
         }
@@ -424,11 +436,69 @@ static void setup_block(void)
 
 struct bufs {
     unsigned char *send, *recv;   /* posix_memalign(64), cap bytes each, touched    */
+    unsigned char *dsend, *drecv; /* -G: their device twins (cap bytes each)        */
     size_t cap;
     size_t count;                 /* the count argument of the call                */
     size_t send_n, recv_n;        /* elements used in send, recv                   */
     size_t bytes;                 /* the "size" column                             */
 };
+
+/* ---- device buffers (-G) ---- */
+
+static loom_stream_t gstream;      /* wraps gcuda; NULL without -G */
+#ifdef LOOM_HAVE_CUDA
+static cudaStream_t gcuda;
+#define CUDA_CHECK(call) do { cudaError_t e_ = (call); \
+    if (e_ != cudaSuccess) FATAL("%s: %s", #call, cudaGetErrorString(e_)); } while (0)
+
+static void gpu_alloc(struct bufs *b)
+{
+    int ndev = 0;
+    CUDA_CHECK(cudaGetDeviceCount(&ndev));
+    CUDA_CHECK(cudaSetDevice(rank % ndev));
+    CUDA_CHECK(cudaMalloc((void **)&b->dsend, b->cap));
+    CUDA_CHECK(cudaMalloc((void **)&b->drecv, b->cap));
+    CUDA_CHECK(cudaStreamCreate(&gcuda));   /* blocking: after gpu_copy's cudaMemcpy DMA */
+    LOOM_CHECK(loom_stream_wrap_cuda(gcuda, &gstream));
+}
+
+/* Host buffers -> device (up), or back (down): the first n bytes of each. */
+static void gpu_copy(struct bufs *b, size_t n, int up)
+{
+    if (up) {
+        CUDA_CHECK(cudaMemcpy(b->dsend, b->send, n, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(b->drecv, b->recv, n, cudaMemcpyHostToDevice));
+    } else {
+        CUDA_CHECK(cudaMemcpy(b->send, b->dsend, n, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(b->recv, b->drecv, n, cudaMemcpyDeviceToHost));
+    }
+}
+
+static void gpu_sync(void) { if (opt.gpu) CUDA_CHECK(cudaStreamSynchronize(gcuda)); }
+static void gpu_memcpy(void *r, const void *s, size_t n) { CUDA_CHECK(cudaMemcpyAsync(r, s, n, cudaMemcpyDeviceToDevice, gcuda)); }
+static void gpu_free(struct bufs *b)
+{
+    loom_stream_destroy(gstream);
+    cudaStreamDestroy(gcuda);
+    cudaFree(b->dsend);
+    cudaFree(b->drecv);
+}
+#else
+static void gpu_alloc(struct bufs *b) { (void)b; FATAL("-G 1: this loom-perf was built without CUDA"); }
+static void gpu_copy(struct bufs *b, size_t n, int up) { (void)b; (void)n; (void)up; }
+static void gpu_sync(void) {}
+static void gpu_memcpy(void *r, const void *s, size_t n) { (void)r; (void)s; (void)n; }
+static void gpu_free(struct bufs *b) { (void)b; }
+#endif
+
+/* The device twin of a pointer into b's host buffers (-G), else p. */
+static void *twin(const struct bufs *b, const void *p)
+{
+    const unsigned char *q = p;
+    if (!opt.gpu) return (void *)q;
+    if (q >= b->send && q < b->send + b->cap) return b->dsend + (q - b->send);
+    return b->drecv + (q - b->recv);
+}
 
 static void alloc_bufs(struct bufs *b)
 {
@@ -440,6 +510,7 @@ static void alloc_bufs(struct bufs *b)
     b->recv = r;
     memset(b->send, 0xa5, b->cap);      /* fault every page in before any timing */
     memset(b->recv, 0xa5, b->cap);
+    if (opt.gpu) gpu_alloc(b);
 }
 
 static void set_size(struct bufs *b, size_t bytes)
@@ -470,21 +541,25 @@ static void *(*volatile copy_fn)(void *, const void *, size_t) = memcpy;
 
 static void run_once(const void *s, void *r, size_t count)
 {
+    loom_stream_t st = gstream;
     int next = (rank + 1) % nranks, prev = (rank + nranks - 1) % nranks;
     switch (opt.coll) {
-    case C_ALLREDUCE: LOOM_CHECK(loom_allreduce(s, r, count, opt.dt, opt.op, comm, NULL)); break;
-    case C_REDUCESCATTER: LOOM_CHECK(loom_reduce_scatter(s, r, count, opt.dt, opt.op, comm, NULL)); break;
-    case C_ALLGATHER: LOOM_CHECK(loom_allgather(s, r, count, opt.dt, comm, NULL)); break;
-    case C_BROADCAST: LOOM_CHECK(loom_broadcast(s, r, count, opt.dt, opt.root, comm, NULL)); break;
-    case C_REDUCE: LOOM_CHECK(loom_reduce(s, r, count, opt.dt, opt.op, opt.root, comm, NULL)); break;
-    case C_ALLTOALL: LOOM_CHECK(loom_alltoall(s, r, count, opt.dt, comm, NULL)); break;
+    case C_ALLREDUCE: LOOM_CHECK(loom_allreduce(s, r, count, opt.dt, opt.op, comm, st)); break;
+    case C_REDUCESCATTER: LOOM_CHECK(loom_reduce_scatter(s, r, count, opt.dt, opt.op, comm, st)); break;
+    case C_ALLGATHER: LOOM_CHECK(loom_allgather(s, r, count, opt.dt, comm, st)); break;
+    case C_BROADCAST: LOOM_CHECK(loom_broadcast(s, r, count, opt.dt, opt.root, comm, st)); break;
+    case C_REDUCE: LOOM_CHECK(loom_reduce(s, r, count, opt.dt, opt.op, opt.root, comm, st)); break;
+    case C_ALLTOALL: LOOM_CHECK(loom_alltoall(s, r, count, opt.dt, comm, st)); break;
     case C_SENDRECV:
         LOOM_CHECK(loom_group_start());
-        LOOM_CHECK(loom_send(s, count, opt.dt, next, comm, NULL));
-        LOOM_CHECK(loom_recv(r, count, opt.dt, prev, comm, NULL));
+        LOOM_CHECK(loom_send(s, count, opt.dt, next, comm, st));
+        LOOM_CHECK(loom_recv(r, count, opt.dt, prev, comm, st));
         LOOM_CHECK(loom_group_end());
         break;
-    case C_MEMCPY: copy_fn(r, s, count * esize); break;
+    case C_MEMCPY:
+        if (opt.gpu) gpu_memcpy(r, s, count * esize);
+        else copy_fn(r, s, count * esize);
+        break;
     default: break;
     }
 }
@@ -572,15 +647,24 @@ static struct result measure(struct bufs *b, int in_place)
     const void *s;
     void *r;
     place(b, in_place, &s, &r);
+    const void *ds = twin(b, s);          /* the buffers the calls use */
+    void *dr = twin(b, r);
+    size_t used = (b->send_n > b->recv_n ? b->send_n : b->recv_n) * esize;
     prepare(b, in_place);
-    for (int i = 0; i < opt.warmup; i++) run_once(s, r, b->count);
+    if (opt.gpu) gpu_copy(b, used, 1);
+    for (int i = 0; i < opt.warmup; i++) run_once(ds, dr, b->count);
+    gpu_sync();
     LOOM_CHECK(loom_barrier(comm, NULL));
     double t0 = now();
-    for (int i = 0; i < opt.iters; i++) run_once(s, r, b->count);
+    for (int i = 0; i < opt.iters; i++) run_once(ds, dr, b->count);
+    gpu_sync();
     res.sec = max_over_ranks((now() - t0) / opt.iters);
     if (res.checked) {
         prepare(b, in_place);
-        run_once(s, r, b->count);
+        if (opt.gpu) gpu_copy(b, used, 1);
+        run_once(ds, dr, b->count);
+        gpu_sync();
+        if (opt.gpu) gpu_copy(b, used, 0);
         uint64_t here = wrong_here(b, in_place);
         failed_checks += here != 0;
         res.wrong = sum_over_ranks(here);
@@ -735,6 +819,7 @@ int main(int argc, char **argv)
     }
     print_footer(sum_over_ranks(failed_checks));
 
+    if (opt.gpu) gpu_free(&b);
     free(b.send);
     free(b.recv);
     free(blk);

@@ -67,6 +67,10 @@ int           loom_comm_rank(loom_comm_t comm);
 int           loom_comm_size(loom_comm_t comm);
 
 loom_result_t loom_stream_create(loom_stream_t *s);   /* an ordered host queue           */
+/* A cudaStream_t (not the legacy NULL stream): calls with device buffers launch at
+   once and complete in that stream's order; query/sync ask CUDA; a kernel's failure
+   (timeout, abort, a dead peer) is reported by loom_comm_get_error. destroy frees only
+   the wrapper. Host buffers need a host stream or NULL. */
 loom_result_t loom_stream_wrap_cuda(void *cuda_stream, loom_stream_t *s);
 loom_result_t loom_stream_query(loom_stream_t s);     /* SUCCESS or IN_PROGRESS; or the
                                                          first error since the last sync */

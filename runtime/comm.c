@@ -18,7 +18,9 @@
 
 #include "bootstrap.h"
 #include "comm.h"
+#include "gpu.h"
 #include "env.h"
+#include "exec_cuda.h"
 #include "log.h"
 
 /* ---- ids ---- */
@@ -185,18 +187,20 @@ static void read_config(struct loom_config *cfg)
     if (a[0] && !cfg->algo) LOOM_WARN(LOOM_SUB_ENV, "LOOM_ALGO='%s' unknown (want ring or direct); choosing by size", a);
 }
 
-static uint32_t geometry_nslots(void)
+/* A power of two in [2, max], at least the setting where it can be. */
+static uint32_t geometry_nslots(const char *name, uint32_t max)
 {
-    int64_t n = loom_env_int("LOOM_NSLOTS");
+    int64_t n = loom_env_int(name);
     uint32_t k = 2;
-    while (k < FIFO_MAX_SLOTS && (int64_t)k < n) k *= 2;
+    while (k < max && (int64_t)k < n) k *= 2;
     return k;
 }
 
-static uint32_t geometry_slot_bytes(void)
+/* A multiple of 64 in [lo, 64M]. */
+static uint32_t geometry_slot_bytes(const char *name, int64_t lo)
 {
-    int64_t b = loom_env_int("LOOM_SLOT_BYTES");
-    if (b < 64) b = 64;
+    int64_t b = loom_env_int(name);
+    if (b < lo) b = lo;
     if (b > (64 << 20)) b = 64 << 20;
     return (uint32_t)(b / 64 * 64);
 }
@@ -204,6 +208,7 @@ static uint32_t geometry_slot_bytes(void)
 static void teardown(struct loom_comm *c, bool orderly)
 {
     progress_stop(c->prog, orderly);
+    cuda_comm_free(c);
     for (int r = 0; r < c->nranks; r++) {
         struct loom_conn *s = atomic_exchange(&c->send[r], NULL), *v = atomic_exchange(&c->recv[r], NULL);
         if (s) { s->tp->close(s); free(s); }
@@ -243,8 +248,12 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     struct loom_peer_info me;
     boot_self_info(&me);
     me.rank = rank;
-    me.nslots = geometry_nslots();
-    me.slot_bytes = geometry_slot_bytes();
+    me.nslots = geometry_nslots("LOOM_NSLOTS", FIFO_MAX_SLOTS);
+    me.slot_bytes = geometry_slot_bytes("LOOM_SLOT_BYTES", 64);
+    int64_t nchan = loom_env_int("LOOM_CUDA_CHANNELS");
+    me.cuda_nchan = nchan < 1 ? 1 : nchan > CUDA_MAX_CHANNELS ? CUDA_MAX_CHANNELS : (uint32_t)nchan;
+    me.cuda_nslots = geometry_nslots("LOOM_CUDA_NSLOTS", CUDA_MAX_SLOTS);
+    me.cuda_slot_bytes = geometry_slot_bytes("LOOM_CUDA_SLOT_BYTES", 4096);
     r = net_pick_interface(&me.addr, ifname, sizeof ifname, err, sizeof err);
     if (r == LOOM_SUCCESS) r = net_listen(&me.addr, &c->listen_fd, err, sizeof err);
     if (r != LOOM_SUCCESS) goto out_free;

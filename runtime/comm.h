@@ -60,6 +60,9 @@ struct loom_comm {
     bool torn_down;                    /* resources released (destroy/abort)        */
 
     _Atomic int refs;                  /* user handle + queued stream operations    */
+
+    /* ---- device buffers: set by the first device call (runtime/cuda.c) ---- */
+    struct cuda_comm *_Atomic cuda;
 };
 
 /* ---- comm.c ---- */

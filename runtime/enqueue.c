@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu.h"
 #include "enqueue.h"
 #include "exec.h"
 #include "log.h"
@@ -50,8 +51,12 @@ loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t tick
         int st = atomic_load(&c->status);
         return st != LOOM_SUCCESS ? (loom_result_t)st : c->torn_down ? LOOM_ERR_ABORTED : r;
     }
-    if (op->barrier) op->send = op->recv = op->scratch;
-    r = exec_host_run(c, op);
+    if (op->gpu) {
+        r = cuda_run(c, op);
+    } else {
+        if (op->barrier) op->send = op->recv = op->scratch;
+        r = exec_host_run(c, op);
+    }
 
     pthread_mutex_lock(&c->order_lock);
     c->now_serving++;
@@ -64,7 +69,8 @@ loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t tick
 static loom_result_t submit(struct loom_comm *c, struct loom_op *op, loom_stream_t s)
 {
     uint64_t ticket = take_ticket(c);
-    if (s == NULL) return enqueue_run(c, op, ticket);
+    /* no stream: run now; a CUDA stream: launch now, ordered on that stream */
+    if (s == NULL || (op->cuda_stream = stream_cuda(s)) != NULL) return enqueue_run(c, op, ticket);
     struct loom_op *copy = malloc(sizeof *copy);
     if (copy == NULL) goto oom;
     *copy = *op;
@@ -164,8 +170,13 @@ loom_result_t loom_group_end(void)
             } else {
                 for (int k = i; k < j; k++) items[n++] = group.items[k].one;
                 struct loom_op op = { .coll = COLL_P2P, .p2p = items, .np2p = n, .root = -1,
-                                      .dt = LOOM_UINT8 };
+                                      .dt = LOOM_UINT8, .gpu = items[0].gpu };
                 r = check_self_pairs(g->c, items, n);
+                for (int k = 1; k < n && r == LOOM_SUCCESS; k++)
+                    if (items[k].gpu != op.gpu)
+                        r = loom_set_error(g->c, LOOM_ERR_INVALID_ARGUMENT, "group: send/recv #%d is on %s "
+                                           "memory, #0 on %s memory; one group cannot mix them", k,
+                                           items[k].gpu ? "device" : "host", op.gpu ? "device" : "host");
                 if (r == LOOM_SUCCESS) r = submit(g->c, &op, g->s);
                 free(items);
             }
@@ -229,8 +240,47 @@ static loom_result_t check_rank(struct loom_comm *c, const char *fn, int r, cons
 
 #define LOOM_RETURN_IF_ERR(expr) do { loom_result_t r_ = (expr); if (r_ != LOOM_SUCCESS) return r_; } while (0)
 
+/* Host or device memory (op->gpu): both buffers on the same side, and device buffers
+   on one GPU. Host buffers on a CUDA stream are refused: the stream could not order
+   them without a host callback blocking CUDA's callback thread for the whole call. */
+static loom_result_t check_memory(struct loom_comm *c, const char *fn, struct loom_op *op, loom_stream_t s)
+{
+    if (op->count == 0 && !op->barrier) return LOOM_SUCCESS;   /* moves nothing: any memory */
+    const void *bufs[2] = { op->send, op->recv };
+    const char *names[2] = { "send", "recv" };
+    int gpu[2] = { 0, 0 }, first = -1;
+    if (op->coll == COLL_P2P) {
+        bufs[0] = op->p2p[0].buf;
+        names[0] = "the";
+        bufs[1] = NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (bufs[i] == NULL) continue;
+        gpu[i] = cuda_gpu_of(bufs[i]);
+        if (first < 0) first = i;
+        else if (gpu[i] != gpu[first])
+            return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "%s: the %s buffer is %s memory%s but the %s "
+                                  "buffer is %s memory%s; both must be on the same side", fn, names[first],
+                                  gpu[first] ? "device" : "host", gpu[first] ? " (GPU)" : "", names[i],
+                                  gpu[i] ? "device" : "host", gpu[i] ? " (GPU)" : "");
+    }
+    op->gpu = first < 0 ? 0 : gpu[first];
+    if (s != NULL && stream_cuda(s) != NULL) {
+        if (op->barrier) op->gpu = cuda_current_gpu();   /* its scratch is on that GPU */
+        if (!op->gpu)
+            return loom_set_error(c, LOOM_ERR_INVALID_USAGE, "%s: host buffers on a CUDA stream; use device "
+                                  "buffers, or a loom_stream_create stream or NULL for host buffers", fn);
+    }
+    if (op->coll == COLL_P2P) op->p2p[0].gpu = op->gpu;
+    return LOOM_SUCCESS;
+}
+
 static loom_result_t dispatch(struct loom_comm *c, struct loom_op *op, loom_stream_t s)
 {
+    static const char *fns[] = { "?", "loom_allreduce", "loom_reduce", "loom_broadcast", "loom_allgather",
+                                 "loom_reduce_scatter", "loom_alltoall", "loom_send/recv" };
+    loom_result_t r = check_memory(c, op->barrier ? "loom_barrier" : fns[op->coll], op, s);
+    if (r != LOOM_SUCCESS) return r;
     if (group.depth > 0) return group_add(c, op, s);
     if (op->count == 0 && !op->barrier) return LOOM_SUCCESS;   /* nothing moves, as in NCCL */
     return submit(c, op, s);

@@ -10,5 +10,7 @@ loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t tick
 /* Queue op (heap-allocated; the stream frees it and its p2p array) on s. Takes a
    reference on c that the stream drops when op has run. */
 loom_result_t stream_submit(loom_stream_t s, struct loom_comm *c, struct loom_op *op, uint64_t ticket);
+/* The cudaStream_t s wraps (loom_stream_wrap_cuda), or NULL for a host stream. */
+void *stream_cuda(loom_stream_t s);
 
 #endif

@@ -53,6 +53,14 @@ static const struct loom_env_var table[] = {
     { "LOOM_SPIN_US", LOOM_ENV_INT, "-1",
       "microseconds a waiter on a shared-memory link spins before it sleeps on a futex (tcp waits never spin); -1 = 50, yielding the core at every turn when local ranks outnumber cores" },
 
+    /* device buffers (runtime/cuda.c, algos/exec_cuda.cu) */
+    { "LOOM_CUDA_CHANNELS", LOOM_ENV_INT, "16",
+      "thread blocks per collective on device buffers, each with its own FIFO per link (1 to 32)" },
+    { "LOOM_CUDA_NSLOTS", LOOM_ENV_INT, "8",
+      "device FIFO slots per link and channel, rounded up to a power of two from 2 to 64" },
+    { "LOOM_CUDA_SLOT_BYTES", LOOM_ENV_SIZE, "512K",
+      "bytes per device FIFO slot, a multiple of 64 from 4K to 64M; K, M, G suffixes" },
+
     /* launch (loom_comm_init_env; tools/loomrun sets the first four) */
     { "LOOM_RANK", LOOM_ENV_INT, "-1",
       "rank of this process, for loom_comm_init_env (-1 = look at RANK, Slurm, Open MPI)" },

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "comm.h"
+#include "gpu.h"
 #include "log.h"
 
 /* ---- result codes ---- */
@@ -65,6 +66,7 @@ void comm_fail(struct loom_comm *c, loom_result_t code, bool tell_peers, const c
     if (first) snprintf(c->err, sizeof c->err, "%s", msg);
     pthread_mutex_unlock(&c->err_lock);
     if (!first) return;
+    cuda_comm_raise(c, (int)code);           /* kernels polling the abort word stop */
     snprintf(tls_err, sizeof tls_err, "%s", msg);
     LOOM_WARN(LOOM_SUB_INIT, "communicator failed (%s): %s", loom_strerror(code), msg);
     if (tell_peers && c->prog) progress_tell_peers(c->prog);

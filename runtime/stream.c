@@ -1,13 +1,18 @@
 /* stream.c: host streams. A loom_stream is an ordered queue served by one worker
  * thread: calls on it return at once and run in order; loom_stream_sync waits for
  * them. A NULL stream means the call runs in the caller's thread (enqueue.c).
- * CUDA streams (loom_stream_wrap_cuda) belong to the CUDA build (issue 4). */
+ * A wrapped CUDA stream (loom_stream_wrap_cuda) has no thread: calls on it launch in
+ * the caller's thread, ordered on the CUDA stream (enqueue.c, runtime/cuda.c); query
+ * and sync ask CUDA, and a kernel's failure reaches loom_comm_get_error. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "enqueue.h"
 #include "log.h"
+#ifdef LOOM_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 struct qitem {
     struct loom_comm *c;
@@ -25,6 +30,7 @@ struct loom_stream {
     loom_result_t err;          /* first error since the last sync */
     bool stop;
     pthread_t worker;
+    void *cuda;                 /* the wrapped cudaStream_t, or NULL (host stream) */
 };
 
 static void *worker_main(void *arg)
@@ -70,12 +76,49 @@ loom_result_t loom_stream_create(loom_stream_t *out)
     return LOOM_SUCCESS;
 }
 
+#ifdef LOOM_HAVE_CUDA
+/* The legacy default stream (NULL) is refused: a loom_stream_t NULL means "no stream,
+   block", so it could not be told apart; pass cudaStreamPerThread or a created stream. */
+loom_result_t loom_stream_wrap_cuda(void *cuda_stream, loom_stream_t *out)
+{
+    if (out == NULL || cuda_stream == NULL)
+        return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_stream_wrap_cuda: %s is NULL (for the "
+                              "default stream pass cudaStreamPerThread)", out ? "cuda_stream" : "the output");
+    struct loom_stream *s = calloc(1, sizeof *s);
+    if (s == NULL) return loom_set_error(NULL, LOOM_ERR_SYSTEM, "loom_stream_wrap_cuda: out of memory");
+    s->cuda = cuda_stream;
+    *out = s;
+    return LOOM_SUCCESS;
+}
+
+static loom_result_t cuda_stream_wait(struct loom_stream *s, bool block)
+{
+    cudaError_t e = block ? cudaStreamSynchronize((cudaStream_t)s->cuda) : cudaStreamQuery((cudaStream_t)s->cuda);
+    if (e == cudaErrorNotReady) return LOOM_IN_PROGRESS;
+    if (e == cudaSuccess) return LOOM_SUCCESS;
+    cudaGetLastError();
+    return loom_set_error(NULL, LOOM_ERR_CUDA, "CUDA stream: %s", cudaGetErrorString(e));
+}
+#else
 loom_result_t loom_stream_wrap_cuda(void *cuda_stream, loom_stream_t *s)
 {
     (void)cuda_stream;
     (void)s;
     return loom_set_error(NULL, LOOM_ERR_INVALID_USAGE,
                           "loom_stream_wrap_cuda: this build of loom has no CUDA support");
+}
+
+static loom_result_t cuda_stream_wait(struct loom_stream *s, bool block)
+{
+    (void)s;
+    (void)block;
+    return LOOM_ERR_INTERNAL;
+}
+#endif
+
+void *stream_cuda(loom_stream_t s)
+{
+    return s ? s->cuda : NULL;
 }
 
 loom_result_t stream_submit(loom_stream_t s, struct loom_comm *c, struct loom_op *op, uint64_t ticket)
@@ -102,6 +145,7 @@ loom_result_t stream_submit(loom_stream_t s, struct loom_comm *c, struct loom_op
 loom_result_t loom_stream_query(loom_stream_t s)
 {
     if (s == NULL) return LOOM_SUCCESS;   /* NULL stream: every call already finished */
+    if (s->cuda) return cuda_stream_wait(s, false);
     pthread_mutex_lock(&s->lock);
     loom_result_t r = s->pending ? LOOM_IN_PROGRESS : s->err;
     pthread_mutex_unlock(&s->lock);
@@ -112,6 +156,7 @@ loom_result_t loom_stream_query(loom_stream_t s)
 loom_result_t loom_stream_sync(loom_stream_t s)
 {
     if (s == NULL) return LOOM_SUCCESS;
+    if (s->cuda) return cuda_stream_wait(s, true);
     pthread_mutex_lock(&s->lock);
     while (s->pending) pthread_cond_wait(&s->idle, &s->lock);
     loom_result_t r = s->err;
@@ -123,6 +168,10 @@ loom_result_t loom_stream_sync(loom_stream_t s)
 loom_result_t loom_stream_destroy(loom_stream_t s)
 {
     if (s == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_stream_destroy: NULL stream");
+    if (s->cuda) {                        /* the CUDA stream stays the caller's */
+        free(s);
+        return LOOM_SUCCESS;
+    }
     loom_stream_sync(s);
     pthread_mutex_lock(&s->lock);
     s->stop = true;

@@ -104,6 +104,9 @@ struct loom_peer_info {          /* sent verbatim during bootstrap */
     struct loom_addr addr;       /* this rank's listener (control + tcp data)    */
     uint32_t nslots;             /* FIFO geometry wanted (rank 0's is used)      */
     uint32_t slot_bytes;
+    uint32_t cuda_nchan;         /* device FIFO geometry wanted (rank 0's too)   */
+    uint32_t cuda_nslots;
+    uint32_t cuda_slot_bytes;
 };
 
 struct loom_comm;

@@ -1,0 +1,505 @@
+/* exec_cuda.cu: the CUDA executor. One kernel runs a rank's schedule (algos/schedule.h)
+ * on device memory, the same steps in the same order as exec_host.c, moving data
+ * through each link's device FIFO (layout in exec_cuda.h) one slot at a time and
+ * reducing straight out of the received slot into the next send slot.
+ *
+ * Channels: the launch has one block per channel; channel ch takes its share of every
+ * step (a contiguous run of 16-byte units) through its own FIFO on every link, so the
+ * blocks never wait for each other. Within a block, thread 0 waits (polling the peer's
+ * counter with acquire loads), the block moves one slot with 16-byte loads and stores,
+ * every thread fences, and thread 0 publishes the slot with a release store.
+ *
+ * Waits give up: every 1024 polls thread 0 reads the status flag (mapped host memory,
+ * raised by the host on abort or a peer's failure, or by another block) and the
+ * global timer against the plan's timeout; either ends the kernel with the flag set.
+ *
+ * Reductions: 10 dtypes x 5 ops (avg reduces as sum; exec_cuda_div divides after).
+ * Integers wrap (unsigned arithmetic); float max/min are `a > b ? a : b` as on the
+ * host; float16 and bfloat16 are computed in float and rounded to nearest even, so
+ * results are bit-identical to algos/reduce.c for every dtype.
+ * Not here: building schedules, connecting links, streams (runtime/cuda.c).
+ */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "exec_cuda.h"
+#include "loom.h"
+#include "schedule.h"
+
+#define NTHREADS 512
+#define UNROLL 4
+
+
+/* ---- element operations ---- */
+
+template <typename T> struct Arith { typedef T U; };
+template <> struct Arith<int8_t> { typedef uint8_t U; };
+template <> struct Arith<int32_t> { typedef uint32_t U; };
+template <> struct Arith<int64_t> { typedef uint64_t U; };
+
+template <int OP, typename T> __device__ __forceinline__ T op2(T x, T y)
+{
+    typedef typename Arith<T>::U U;
+    if (OP == LOOM_PROD) return (T)((U)x * (U)y);
+    if (OP == LOOM_MAX) return x > y ? x : y;
+    if (OP == LOOM_MIN) return x < y ? x : y;
+    return (T)((U)x + (U)y);
+}
+
+/* Storage type S, one element op f. 16-bit floats are stored as uint16_t. */
+template <typename T, int OP> struct Fn {
+    typedef T S;
+    static __device__ __forceinline__ S f(S x, S y) { return op2<OP, T>(x, y); }
+};
+struct Half {};
+struct BF16 {};
+template <int OP> struct Fn<Half, OP> {
+    typedef uint16_t S;
+    static __device__ __forceinline__ S f(S x, S y)
+    {
+        float r = op2<OP, float>(__half2float(__ushort_as_half(x)), __half2float(__ushort_as_half(y)));
+        return __half_as_ushort(__float2half_rn(r));
+    }
+};
+template <int OP> struct Fn<BF16, OP> {
+    typedef uint16_t S;
+    static __device__ __forceinline__ S f(S x, S y)
+    {
+        float r = op2<OP, float>(__uint_as_float((uint32_t)x << 16), __uint_as_float((uint32_t)y << 16));
+        return __bfloat16_as_ushort(__float2bfloat16_rn(r));
+    }
+};
+
+template <typename F> __device__ __forceinline__ uint4 vop(uint4 a, uint4 b)
+{
+    typedef typename F::S S;
+    const int n = 16 / sizeof(S);
+    S x[n], y[n];
+    memcpy(x, &a, 16);
+    memcpy(y, &b, 16);
+#pragma unroll
+    for (int i = 0; i < n; i++) x[i] = F::f(x[i], y[i]);
+    uint4 r;
+    memcpy(&r, x, 16);
+    return r;
+}
+
+/* d1[i] = a[i] op b[i] (b NULL: a[i]), and d2[i] too unless NULL; n bytes, a multiple
+   of the element size. Run by the whole block. Loads bypass L1 (__ldcg): slots are
+   rewritten by other processes between uses. 16-byte accesses when every pointer is
+   16-byte aligned, element by element otherwise. */
+template <typename F>
+__device__ void apply(char *d1, char *d2, const char *a, const char *b, uint64_t n)
+{
+    typedef typename F::S S;
+    uintptr_t al = (uintptr_t)d1 | (uintptr_t)a | (uintptr_t)(d2 ? d2 : d1) | (uintptr_t)(b ? b : a);
+    uint64_t nv = (al & 15) == 0 ? n / 16 : 0;
+    const uint4 *va = (const uint4 *)a, *vb = (const uint4 *)b;
+    uint4 *v1 = (uint4 *)d1, *v2 = (uint4 *)d2;
+    uint64_t i = threadIdx.x;
+    for (; i + (UNROLL - 1) * NTHREADS < nv; i += UNROLL * NTHREADS) {
+        uint4 x[UNROLL], y[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) x[u] = __ldcg(va + i + u * NTHREADS);
+        if (b) {
+#pragma unroll
+            for (int u = 0; u < UNROLL; u++) y[u] = __ldcg(vb + i + u * NTHREADS);
+#pragma unroll
+            for (int u = 0; u < UNROLL; u++) x[u] = vop<F>(x[u], y[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            v1[i + u * NTHREADS] = x[u];
+            if (d2) v2[i + u * NTHREADS] = x[u];
+        }
+    }
+    for (; i < nv; i += NTHREADS) {
+        uint4 x = __ldcg(va + i);
+        if (b) x = vop<F>(x, __ldcg(vb + i));
+        v1[i] = x;
+        if (d2) v2[i] = x;
+    }
+    /* the rest (or everything, unaligned), element by element */
+    const S *ea = (const S *)a, *eb = (const S *)b;
+    S *e1 = (S *)d1, *e2 = (S *)d2;
+    for (uint64_t k = nv * 16 / sizeof(S) + threadIdx.x; k < n / sizeof(S); k += NTHREADS) {
+        S x = __ldcg(ea + k);
+        if (b) x = F::f(x, __ldcg(eb + k));
+        e1[k] = x;
+        if (d2) e2[k] = x;
+    }
+}
+
+/* ---- counters ---- */
+
+__device__ __forceinline__ uint32_t ld_acquire(const char *p)
+{
+    uint32_t v;
+    asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void st_release(char *p, uint32_t v)
+{
+    asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ uint32_t ld_own(const char *p)  /* a counter only we write */
+{
+    return *(volatile const uint32_t *)p;
+}
+__device__ __forceinline__ uint64_t globaltimer(void)
+{
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+struct kctx {
+    struct dplan p;
+    int ch;
+    uint64_t t0;
+};
+
+/* Stop the kernel with code (the first code wins; the host reads the details). */
+__device__ void raise_flag(const kctx &x, int code, int step, bool sending)
+{
+    struct dstatus *s = x.p.status;
+    if (atomicCAS((int *)&s->flag, 0, code) == 0) {
+        s->step = step;
+        s->sending = sending;
+        s->channel = x.ch;
+    }
+    __threadfence_system();
+}
+
+/* Thread 0: another round of waiting allowed? Checks the flag and the clock every
+   1024 polls. */
+__device__ __forceinline__ bool keep_waiting(const kctx &x, uint32_t &polls, int step, bool sending)
+{
+    if ((++polls & 1023) != 0) return true;
+    if (x.p.status->flag != 0) return false;
+    if (globaltimer() - x.t0 > x.p.timeout_ns) {
+        raise_flag(x, LOOM_ERR_TIMEOUT, step, sending);
+        return false;
+    }
+    if (polls > (1u << 16)) __nanosleep(200);
+    return true;
+}
+
+__device__ __forceinline__ char *chan(const kctx &x, char *q) { return q ? q + (uint64_t)x.ch * x.p.chan_bytes : q; }
+__device__ __forceinline__ char *slot(const kctx &x, char *q, uint32_t i)
+{
+    return q + CUDA_CTRL_BYTES + (uint64_t)(i & (x.p.nslots - 1)) * x.p.slot_bytes;
+}
+
+/* Is the meta of the slot at h what this step expects? Else raise the flag. */
+__device__ bool meta_ok(const kctx &x, char *rq, uint32_t h, uint32_t want_bytes, int step)
+{
+    const uint32_t *m = (const uint32_t *)(rq + CUDA_OFF_META) + 2 * (h & (x.p.nslots - 1));
+    uint32_t gb = __ldcg(m), gs = __ldcg(m + 1);
+    if (gb == want_bytes && gs == x.p.seq) return true;
+    struct dstatus *s = x.p.status;
+    if (atomicCAS((int *)&s->flag, 0, LOOM_ERR_INVALID_ARGUMENT) == 0) {
+        s->step = step;
+        s->sending = 0;
+        s->channel = x.ch;
+        s->got_bytes = gb;
+        s->got_seq = gs;
+        s->want_bytes = want_bytes;
+        s->want_seq = x.p.seq;
+    }
+    __threadfence_system();
+    return false;
+}
+
+__device__ __forceinline__ void post(const kctx &x, char *sq, uint32_t t, uint32_t bytes)
+{
+    uint32_t *m = (uint32_t *)(sq + CUDA_OFF_META) + 2 * (t & (x.p.nslots - 1));
+    m[0] = bytes;
+    m[1] = x.p.seq;
+    st_release(sq + CUDA_OFF_TAIL, t + 1);
+}
+
+/* The channel's share [lo, hi) of a step of `bytes`: whole 16-byte units, the last
+   channel also the rest. Both ends of a link split the same step the same way. */
+__device__ __forceinline__ void share(const kctx &x, uint64_t bytes, uint64_t &lo, uint64_t &hi)
+{
+    uint64_t units = bytes / 16, base = units / x.p.nchan, extra = units % x.p.nchan, ch = x.ch;
+    lo = (ch * base + (ch < extra ? ch : extra)) * 16;
+    hi = lo + (base + (ch < extra ? 1 : 0)) * 16;
+    if (ch == (uint64_t)x.p.nchan - 1) hi = bytes;
+}
+
+/* ---- one sequential step ---- */
+
+template <typename F> __device__ bool run_step(const kctx &x, const struct dstep &st, int idx)
+{
+    __shared__ uint32_t s_h, s_t;
+    __shared__ int s_go;
+    uint64_t lo, hi;
+    share(x, st.bytes, lo, hi);
+    if (st.prim == PRIM_COPY) {
+        if (st.dst != st.src) apply<F>(st.dst + lo, NULL, st.src + lo, NULL, hi - lo);
+        __syncthreads();
+        return true;
+    }
+    if (st.prim == PRIM_REDUCE) {
+        apply<F>(st.dst + lo, NULL, st.dst + lo, st.src + lo, hi - lo);
+        __syncthreads();
+        return true;
+    }
+    char *rq = chan(x, st.recvq), *sq = chan(x, st.sendq);
+    for (uint64_t off = lo; off < hi;) {
+        uint64_t n = hi - off < x.p.slot_bytes ? hi - off : x.p.slot_bytes;
+        if (threadIdx.x == 0) {
+            int go = 1;
+            uint32_t polls = 0;
+            if (rq) {
+                uint32_t h = ld_own(rq + CUDA_OFF_HEAD);
+                while (ld_acquire(rq + CUDA_OFF_TAIL) == h && (go = keep_waiting(x, polls, idx, false))) {}
+                if (go) go = meta_ok(x, rq, h, (uint32_t)n, idx);
+                s_h = h;
+            }
+            if (sq && go) {
+                uint32_t t = ld_own(sq + CUDA_OFF_TAIL);
+                while (t - ld_acquire(sq + CUDA_OFF_HEAD) >= x.p.nslots && (go = keep_waiting(x, polls, idx, true))) {}
+                s_t = t;
+            }
+            s_go = go;
+        }
+        __syncthreads();
+        if (!s_go) return false;
+        char *is = rq ? slot(x, rq, s_h) : NULL, *os = sq ? slot(x, sq, s_t) : NULL;
+        const char *src = st.src + off;
+        char *dst = st.dst + off;
+        switch (st.prim) {
+        case PRIM_SEND:                  apply<F>(os, NULL, src, NULL, n); break;
+        case PRIM_RECV:                  apply<F>(dst, NULL, is, NULL, n); break;
+        case PRIM_RECV_REDUCE_SEND:      apply<F>(os, NULL, is, src, n); break;
+        case PRIM_RECV_REDUCE_COPY_SEND: apply<F>(dst, os, is, src, n); break;
+        case PRIM_RECV_COPY_SEND:        apply<F>(os, dst, is, NULL, n); break;
+        case PRIM_RECV_REDUCE_COPY:      apply<F>(dst, NULL, is, src, n); break;
+        default: break;
+        }
+        __threadfence_system();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            if (rq) st_release(rq + CUDA_OFF_HEAD, s_h + 1);
+            if (sq) post(x, sq, s_t, (uint32_t)n);
+        }
+        off += n;
+    }
+    return true;
+}
+
+/* ---- a concurrent block of sends and recvs (p2p, all-to-all) ---- */
+
+template <typename F> __device__ bool run_together(const kctx &x, const struct dstep *steps, int first, int n)
+{
+    __shared__ uint64_t s_done[CUDA_MAX_TOGETHER];
+    __shared__ int s_pick;
+    __shared__ uint32_t s_ctr;
+    for (int i = threadIdx.x; i < n; i += NTHREADS) {
+        uint64_t lo, hi;
+        share(x, steps[first + i].bytes, lo, hi);
+        s_done[i] = lo;
+    }
+    __syncthreads();
+    for (;;) {
+        if (threadIdx.x == 0) {
+            /* the first item that can move a slot now; -1: all done; -2: stop */
+            uint32_t polls = 0;
+            int pick;
+            for (;;) {
+                bool left = false;
+                pick = -1;
+                for (int i = 0; i < n && pick < 0; i++) {
+                    const struct dstep &st = steps[first + i];
+                    uint64_t lo, hi;
+                    share(x, st.bytes, lo, hi);
+                    if (s_done[i] >= hi) continue;
+                    left = true;
+                    bool blocked = false;   /* one link carries its items in issue order */
+                    for (int j = 0; j < i && !blocked; j++) {
+                        const struct dstep &o = steps[first + j];
+                        uint64_t l2, h2;
+                        share(x, o.bytes, l2, h2);
+                        blocked = s_done[j] < h2 && (st.prim == PRIM_SEND ? o.sendq == st.sendq : o.recvq == st.recvq);
+                    }
+                    if (blocked) continue;
+                    if (st.prim == PRIM_SEND) {
+                        char *sq = chan(x, st.sendq);
+                        uint32_t t = ld_own(sq + CUDA_OFF_TAIL);
+                        if (t - ld_acquire(sq + CUDA_OFF_HEAD) < x.p.nslots) { pick = i; s_ctr = t; }
+                    } else {
+                        char *rq = chan(x, st.recvq);
+                        uint32_t h = ld_own(rq + CUDA_OFF_HEAD);
+                        if (ld_acquire(rq + CUDA_OFF_TAIL) != h) {
+                            uint64_t m = hi - s_done[i] < x.p.slot_bytes ? hi - s_done[i] : x.p.slot_bytes;
+                            pick = meta_ok(x, rq, h, (uint32_t)m, first + i) ? i : -2;
+                            s_ctr = h;
+                        }
+                    }
+                }
+                if (pick != -1 || !left) break;
+                if (!keep_waiting(x, polls, first, false)) { pick = -2; break; }
+            }
+            s_pick = pick;
+        }
+        __syncthreads();
+        int pick = s_pick;
+        if (pick == -2) return false;
+        if (pick < 0) break;
+        const struct dstep &st = steps[first + pick];
+        uint64_t lo, hi;
+        share(x, st.bytes, lo, hi);
+        uint64_t off = s_done[pick], m = hi - off < x.p.slot_bytes ? hi - off : x.p.slot_bytes;
+        bool sending = st.prim == PRIM_SEND;
+        char *q = chan(x, sending ? st.sendq : st.recvq), *sl = slot(x, q, s_ctr);
+        if (sending) apply<F>(sl, NULL, st.src + off, NULL, m);
+        else apply<F>(st.dst + off, NULL, sl, NULL, m);
+        __threadfence_system();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            if (sending) post(x, q, s_ctr, (uint32_t)m);
+            else st_release(q + CUDA_OFF_HEAD, s_ctr + 1);
+            s_done[pick] = off + m;
+        }
+        __syncthreads();
+    }
+    __syncthreads();
+    return true;
+}
+
+template <typename F> __global__ void __launch_bounds__(NTHREADS) exec_kernel(struct dplan p)
+{
+    kctx x = { p, (int)blockIdx.x, globaltimer() };
+    for (int i = 0; i < p.nsteps;) {
+        struct dstep st = p.steps[i];
+        if (st.together > 1) {
+            if (!run_together<F>(x, p.steps, i, st.together)) return;
+            i += st.together;
+        } else {
+            if (!run_step<F>(x, st, i)) return;
+            i++;
+        }
+    }
+}
+
+/* ---- launches: one switch over dtype x op picks the instantiation ---- */
+
+template <template <typename> class K, typename... A>
+static int by_type(int dt, int op, A... a)
+{
+#define OPS(T)                                                                             \
+    switch (op) {                                                                          \
+    case LOOM_PROD: return K<Fn<T, LOOM_PROD> >::run(a...);                                \
+    case LOOM_MAX:  return K<Fn<T, LOOM_MAX> >::run(a...);                                 \
+    case LOOM_MIN:  return K<Fn<T, LOOM_MIN> >::run(a...);                                 \
+    default:        return K<Fn<T, LOOM_SUM> >::run(a...);                                 \
+    }
+    switch (dt) {
+    case LOOM_INT8:     OPS(int8_t)
+    case LOOM_UINT8:    OPS(uint8_t)
+    case LOOM_INT32:    OPS(int32_t)
+    case LOOM_UINT32:   OPS(uint32_t)
+    case LOOM_INT64:    OPS(int64_t)
+    case LOOM_UINT64:   OPS(uint64_t)
+    case LOOM_FLOAT16:  OPS(Half)
+    case LOOM_FLOAT32:  OPS(float)
+    case LOOM_FLOAT64:  OPS(double)
+    case LOOM_BFLOAT16: OPS(BF16)
+    default: return (int)cudaErrorInvalidValue;
+    }
+#undef OPS
+}
+
+template <typename F> struct LaunchExec {
+    static int run(const struct dplan *p, cudaStream_t s)
+    {
+        exec_kernel<F><<<p->nchan, NTHREADS, 0, s>>>(*p);
+        return (int)cudaGetLastError();
+    }
+};
+
+extern "C" int exec_cuda_launch(const struct dplan *plan, void *stream)
+{
+    return by_type<LaunchExec>(plan->dtype, plan->op, plan, (cudaStream_t)stream);
+}
+
+/* ---- the reduction alone (bench) ---- */
+
+template <typename F> __global__ void __launch_bounds__(NTHREADS) reduce_kernel(char *d, const char *a, const char *b, uint64_t n)
+{
+    /* each block a contiguous share of whole 16-byte units, the last block the rest */
+    uint64_t units = n / 16, per = (units + gridDim.x - 1) / gridDim.x;
+    uint64_t lo = per * blockIdx.x * 16, hi = lo + per * 16;
+    if (lo > n) lo = n;
+    if (hi > n || blockIdx.x == gridDim.x - 1) hi = n;
+    apply<F>(d + lo, NULL, a + lo, b + lo, hi - lo);
+}
+
+template <typename F> struct LaunchReduce {
+    static int run(void *d, const void *a, const void *b, uint64_t n, cudaStream_t s)
+    {
+        int dev, sms;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        uint64_t blocks = (n + (256u << 10) - 1) / (256u << 10);   /* >= 256 KiB per block */
+        if (blocks > (uint64_t)sms * 4) blocks = (uint64_t)sms * 4;
+        if (blocks == 0) blocks = 1;
+        reduce_kernel<F><<<(unsigned)blocks, NTHREADS, 0, s>>>((char *)d, (const char *)a, (const char *)b, n);
+        return (int)cudaGetLastError();
+    }
+};
+
+extern "C" int exec_cuda_reduce(void *dst, const void *a, const void *b, size_t count, int dtype, int op, void *stream)
+{
+    uint64_t n = (uint64_t)count * loom_dtype_size((loom_dtype_t)dtype);
+    if (n == 0) return 0;
+    return by_type<LaunchReduce>(dtype, op, dst, a, b, n, (cudaStream_t)stream);
+}
+
+/* ---- avg: buf[i] /= n, as reduce_div on the host ---- */
+
+template <typename T> __device__ __forceinline__ T div1(T v, int n) { return (T)(v / (T)n); }
+/* the host divides 8- and 32-bit integers in float/double and truncates: the same
+   quotient as integer division (reduce.c explains why) */
+template <typename F> struct DivOf;
+template <typename T, int OP> struct DivOf<Fn<T, OP> > {
+    static __device__ __forceinline__ typename Fn<T, OP>::S d(typename Fn<T, OP>::S v, int n) { return div1<T>(v, n); }
+};
+template <int OP> struct DivOf<Fn<Half, OP> > {
+    static __device__ __forceinline__ uint16_t d(uint16_t v, int n)
+    {
+        return __half_as_ushort(__float2half_rn(__half2float(__ushort_as_half(v)) / (float)n));
+    }
+};
+template <int OP> struct DivOf<Fn<BF16, OP> > {
+    static __device__ __forceinline__ uint16_t d(uint16_t v, int n)
+    {
+        return __bfloat16_as_ushort(__float2bfloat16_rn(__uint_as_float((uint32_t)v << 16) / (float)n));
+    }
+};
+
+template <typename F> __global__ void div_kernel(typename F::S *p, uint64_t count, int n)
+{
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < count; i += (uint64_t)gridDim.x * blockDim.x)
+        p[i] = DivOf<F>::d(p[i], n);
+}
+
+template <typename F> struct LaunchDiv {
+    static int run(void *buf, uint64_t count, int n, cudaStream_t s)
+    {
+        uint64_t blocks = (count + 255) / 256;
+        if (blocks > 1024) blocks = 1024;
+        div_kernel<F><<<(unsigned)blocks, 256, 0, s>>>((typename F::S *)buf, count, n);
+        return (int)cudaGetLastError();
+    }
+};
+
+extern "C" int exec_cuda_div(void *buf, size_t count, int dtype, int n, void *stream)
+{
+    if (count == 0 || n <= 1) return 0;
+    return by_type<LaunchDiv>(dtype, LOOM_SUM, buf, (uint64_t)count, n, (cudaStream_t)stream);
+}
