@@ -160,14 +160,20 @@ struct kctx {
     uint64_t t0;
 };
 
-/* Stop the kernel with code (the first code wins; the host reads the details). */
-__device__ void raise_flag(const kctx &x, int code, int step, bool sending)
+/* Stop the kernel with code (the first code wins; the host reads the details). A
+   mismatched slot also records its meta (got) against what this step wanted. */
+__device__ void raise_flag(const kctx &x, int code, int step, bool sending, uint32_t got_bytes = 0,
+                           uint32_t got_seq = 0, uint32_t want_bytes = 0)
 {
     struct dstatus *s = x.p.status;
     if (atomicCAS((int *)&s->flag, 0, code) == 0) {
         s->step = step;
         s->sending = sending;
         s->channel = x.ch;
+        s->got_bytes = got_bytes;
+        s->got_seq = got_seq;
+        s->want_bytes = want_bytes;
+        s->want_seq = x.p.seq;
     }
     __threadfence_system();
 }
@@ -198,17 +204,7 @@ __device__ bool meta_ok(const kctx &x, char *rq, uint32_t h, uint32_t want_bytes
     const uint32_t *m = (const uint32_t *)(rq + CUDA_OFF_META) + 2 * (h & (x.p.nslots - 1));
     uint32_t gb = __ldcg(m), gs = __ldcg(m + 1);
     if (gb == want_bytes && gs == x.p.seq) return true;
-    struct dstatus *s = x.p.status;
-    if (atomicCAS((int *)&s->flag, 0, LOOM_ERR_INVALID_ARGUMENT) == 0) {
-        s->step = step;
-        s->sending = 0;
-        s->channel = x.ch;
-        s->got_bytes = gb;
-        s->got_seq = gs;
-        s->want_bytes = want_bytes;
-        s->want_seq = x.p.seq;
-    }
-    __threadfence_system();
+    raise_flag(x, LOOM_ERR_INVALID_ARGUMENT, step, false, gb, gs, want_bytes);
     return false;
 }
 

@@ -51,8 +51,8 @@
  * size / time. Its "in-place" column is a second, independent sample of the same
  * copy (a copy onto itself moves nothing), checked the same way.
  *
- * -G 1 (builds with CUDA): device buffers on the rank's GPU (local rank mod the GPU
- * count), calls on a wrapped CUDA stream, each timed batch ended by a stream sync.
+ * -G 1 (builds with CUDA): device buffers on GPU (rank mod the number of GPUs),
+ * calls on a wrapped CUDA stream, each timed batch ended by a stream sync.
  * Inputs are made and checked on the host and copied over. -o memcpy then times
  * cudaMemcpyAsync device to device: the copy bandwidth in the same run (counting the
  * bytes once, as algbw; the bytes read plus written are twice that).

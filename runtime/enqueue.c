@@ -241,9 +241,9 @@ static loom_result_t check_rank(struct loom_comm *c, const char *fn, int r, cons
 #define LOOM_RETURN_IF_ERR(expr) do { loom_result_t r_ = (expr); if (r_ != LOOM_SUCCESS) return r_; } while (0)
 
 /* Host or device memory (op->gpu): both buffers on the same side, and device buffers
-   on one GPU. Host buffers on a CUDA stream are refused: the stream could not order
+   on one GPU. what: the call, as coll_name says it. Host buffers on a CUDA stream are refused: the stream could not order
    them without a host callback blocking CUDA's callback thread for the whole call. */
-static loom_result_t check_memory(struct loom_comm *c, const char *fn, struct loom_op *op, loom_stream_t s)
+static loom_result_t check_memory(struct loom_comm *c, const char *what, struct loom_op *op, loom_stream_t s)
 {
     if (op->count == 0 && !op->barrier) return LOOM_SUCCESS;   /* moves nothing: any memory */
     const void *bufs[2] = { op->send, op->recv };
@@ -259,8 +259,8 @@ static loom_result_t check_memory(struct loom_comm *c, const char *fn, struct lo
         gpu[i] = cuda_gpu_of(bufs[i]);
         if (first < 0) first = i;
         else if (gpu[i] != gpu[first])
-            return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "%s: the %s buffer is %s memory%s but the %s "
-                                  "buffer is %s memory%s; both must be on the same side", fn, names[first],
+            return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "loom_%s: the %s buffer is %s memory%s but the %s "
+                                  "buffer is %s memory%s; both must be on the same side", what, names[first],
                                   gpu[first] ? "device" : "host", gpu[first] ? " (GPU)" : "", names[i],
                                   gpu[i] ? "device" : "host", gpu[i] ? " (GPU)" : "");
     }
@@ -268,8 +268,8 @@ static loom_result_t check_memory(struct loom_comm *c, const char *fn, struct lo
     if (s != NULL && stream_cuda(s) != NULL) {
         if (op->barrier) op->gpu = cuda_current_gpu();   /* its scratch is on that GPU */
         if (!op->gpu)
-            return loom_set_error(c, LOOM_ERR_INVALID_USAGE, "%s: host buffers on a CUDA stream; use device "
-                                  "buffers, or a loom_stream_create stream or NULL for host buffers", fn);
+            return loom_set_error(c, LOOM_ERR_INVALID_USAGE, "loom_%s: host buffers on a CUDA stream; use device "
+                                  "buffers, or a loom_stream_create stream or NULL for host buffers", what);
     }
     if (op->coll == COLL_P2P) op->p2p[0].gpu = op->gpu;
     return LOOM_SUCCESS;
@@ -277,9 +277,7 @@ static loom_result_t check_memory(struct loom_comm *c, const char *fn, struct lo
 
 static loom_result_t dispatch(struct loom_comm *c, struct loom_op *op, loom_stream_t s)
 {
-    static const char *fns[] = { "?", "loom_allreduce", "loom_reduce", "loom_broadcast", "loom_allgather",
-                                 "loom_reduce_scatter", "loom_alltoall", "loom_send/recv" };
-    loom_result_t r = check_memory(c, op->barrier ? "loom_barrier" : fns[op->coll], op, s);
+    loom_result_t r = check_memory(c, op->barrier ? "barrier" : coll_name(op->coll), op, s);
     if (r != LOOM_SUCCESS) return r;
     if (group.depth > 0) return group_add(c, op, s);
     if (op->count == 0 && !op->barrier) return LOOM_SUCCESS;   /* nothing moves, as in NCCL */
