@@ -5,7 +5,7 @@
 # BUILD selects the build directory (default build/).
 BUILD ?= build
 DEBS := meson ninja-build pkg-config libhwloc-dev libibverbs-dev openmpi-bin libopenmpi-dev libgloo-dev \
-        iproute2 gnuplot-nox
+        iproute2 gnuplot-nox libopenblas-dev zlib1g-dev dataset-fashion-mnist
 
 .PHONY: all deps build test demo bench clean
 
