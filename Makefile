@@ -1,6 +1,6 @@
 # loom: the README's two commands.
 #   make test   install missing Debian packages (as root), configure build/, build, run the suite
-#   make demo   the same setup, then a loom-perf table on 4 local ranks
+#   make demo   the same setup, then a loom-perf table and a DP x PP training run on 4 local ranks
 #   make bench  the same setup, then loom against Open MPI and Gloo (bench/compare)
 # BUILD selects the build directory (default build/).
 BUILD ?= build
@@ -32,6 +32,9 @@ test: build
 
 demo: build
 	$(BUILD)/tools/loomrun -n 4 $(BUILD)/bench/loom-perf -o allreduce -b 8 -e 64M -f 4 -n 10 -w 2
+	$(BUILD)/tools/loomrun -n 4 $(BUILD)/train/loom-train --dp 2 --pp 2 --micro-batches 4 --schedule 1f1b \
+	  --depth 3 --hidden 512 --epochs 5 --trace $(BUILD)/demo-trace.json
+	tools/pipeline-timeline $(BUILD)/demo-trace.json -o $(BUILD)/demo-pipeline.svg
 
 # loom vs Open MPI vs Gloo: on this host vs memcpy, and on 4 netns hosts over links shaped
 # to 1 and 4 Gbit/s (root) vs the link rate (bench/compare; CSV and PNGs in bench/results/)

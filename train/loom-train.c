@@ -24,7 +24,7 @@ static void usage(FILE *f)
         "  --grad-accum K              batches per optimizer step (default 1)\n"
         "  --zero 0|1                  ZeRO-1 optimizer-state sharding over dp (default 0)\n"
         "  --bucket-mb X               data-parallel gradient bucket size in MiB (default 25)\n"
-        "  --epochs E --batch B        epochs, global batch (defaults 3, 128)\n"
+        "  --epochs E --batch B        epochs, global batch (defaults 5, 128)\n"
         "  --steps S                   at most S optimizer steps per epoch (default: all)\n"
         "  --data fashion-mnist|synthetic  (default fashion-mnist)\n"
         "  --data-dir DIR              IDX files (default " FASHION_MNIST_DIR ")\n"
@@ -32,6 +32,7 @@ static void usage(FILE *f)
         "  --depth N --hidden N        hidden layers and width (defaults 2, 256)\n"
         "  --act relu|gelu --opt sgd|adamw --lr X --momentum X --weight-decay X\n"
         "                              (defaults relu, adamw, 1e-3, 0.9, 0)\n"
+        "  --lr-schedule const|cosine  cosine: lr decays to 0 over the run (default)\n"
         "  --device cpu|cuda --seed S --trace FILE (Chrome-trace JSON; open in Perfetto)\n");
 }
 
@@ -72,11 +73,11 @@ int main(int argc, char **argv)
                            .batch = 128, .depth = 2, .hidden = 256, .classes = 10, .act = ACT_RELU,
                            .opt = OPT_ADAMW, .lr = 1e-3f, .momentum = 0.9f, .weight_decay = 0,
                            .bucket_bytes = 25u << 20, .seed = 1, .device = DEV_CPU };
-    int epochs = 3, max_steps = 0, synthetic = 0, syn_n = 8192, syn_in = 64;
+    int epochs = 5, max_steps = 0, cosine = 1, synthetic = 0, syn_n = 8192, syn_in = 64;
     const char *dir = FASHION_MNIST_DIR, *trace_path = NULL;
     enum { O_DP = 256, O_TP, O_PP, O_SCHED, O_MICRO, O_ACCUM, O_ZERO, O_BUCKET, O_EPOCHS, O_BATCH,
            O_STEPS, O_DATA, O_DIR, O_SYN_N, O_IN, O_DEPTH, O_HIDDEN, O_ACT, O_OPT, O_LR, O_MOM,
-           O_WD, O_DEVICE, O_SEED, O_TRACE, O_HELP };
+           O_WD, O_SCHEDLR, O_DEVICE, O_SEED, O_TRACE, O_HELP };
     static const struct option opts[] = {
         { "dp", 1, 0, O_DP }, { "tp", 1, 0, O_TP }, { "pp", 1, 0, O_PP }, { "schedule", 1, 0, O_SCHED },
         { "micro-batches", 1, 0, O_MICRO }, { "grad-accum", 1, 0, O_ACCUM }, { "zero", 1, 0, O_ZERO },
@@ -84,7 +85,7 @@ int main(int argc, char **argv)
         { "steps", 1, 0, O_STEPS }, { "data", 1, 0, O_DATA }, { "data-dir", 1, 0, O_DIR },
         { "synthetic-n", 1, 0, O_SYN_N }, { "in", 1, 0, O_IN }, { "depth", 1, 0, O_DEPTH },
         { "hidden", 1, 0, O_HIDDEN }, { "act", 1, 0, O_ACT }, { "opt", 1, 0, O_OPT }, { "lr", 1, 0, O_LR },
-        { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "device", 1, 0, O_DEVICE },
+        { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "lr-schedule", 1, 0, O_SCHEDLR }, { "device", 1, 0, O_DEVICE },
         { "seed", 1, 0, O_SEED }, { "trace", 1, 0, O_TRACE }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
     };
     int o, li = 0;
@@ -113,6 +114,7 @@ int main(int argc, char **argv)
         case O_LR: c.lr = (float)parse_num(name, optarg); break;
         case O_MOM: c.momentum = (float)parse_num(name, optarg); break;
         case O_WD: c.weight_decay = (float)parse_num(name, optarg); break;
+        case O_SCHEDLR: cosine = pick(name, optarg, "const", "cosine"); break;
         case O_DEVICE: c.device = pick(name, optarg, "cpu", "cuda") ? DEV_CUDA : DEV_CPU; break;
         case O_SEED: c.seed = (unsigned long long)parse_int(name, optarg, 0); break;
         case O_TRACE: trace_path = optarg; break;
@@ -152,16 +154,17 @@ int main(int argc, char **argv)
     c.gpu = rank;
     struct trace tr = { 0 };
     if (trace_path) c.trace = &tr;
-    struct trainer *t;
-    if (trainer_create(&t, &c, world, err, sizeof err)) {
-        fprintf(stderr, "loom-train: rank %d: %s\n", rank, err);
-        loom_comm_destroy(world);
-        return 1;
-    }
     int steps = train.n / (c.batch * c.accum);
     if (max_steps && steps > max_steps) steps = max_steps;
     if (steps == 0) {
         fprintf(stderr, "loom-train: %d samples do not make one step of %d x %d\n", train.n, c.batch, c.accum);
+        return 1;
+    }
+    if (cosine) c.decay_steps = (long)steps * epochs;
+    struct trainer *t;
+    if (trainer_create(&t, &c, world, err, sizeof err)) {
+        fprintf(stderr, "loom-train: rank %d: %s\n", rank, err);
+        loom_comm_destroy(world);
         return 1;
     }
     if (rank == 0)

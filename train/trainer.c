@@ -88,6 +88,46 @@ void model_init_layer(unsigned long long seed, int l, int in, int out, float *w,
 
 /* ---- layout ---- */
 
+/* Blocks [*b0, *b1) of stage s: the contiguous split of the blocks into pp stages whose
+   largest stage has the fewest weights (an MLP layer's time goes with its weights), by
+   dynamic programming over split points; ties go to the earliest split. */
+static void stage_blocks(const struct train_cfg *c, int nblk, int s, int *b0, int *b1)
+{
+    int per = c->tp > 1 ? 2 : 1, p = c->pp;
+    double *pre = calloc((size_t)nblk + 1, sizeof *pre);
+    double *best = malloc(sizeof *best * (size_t)(p + 1) * (nblk + 1));
+    int *cut = malloc(sizeof *cut * (size_t)(p + 1) * (nblk + 1));
+    for (int b = 0; b < nblk; b++) {
+        pre[b + 1] = pre[b];
+        for (int l = b * per; l < (b + 1) * per && l <= c->depth; l++) {
+            int in, out;
+            model_layer_shape(c, l, &in, &out);
+            pre[b + 1] += (double)in * out + out;
+        }
+    }
+#define BEST(k, n) best[(size_t)(k) * (nblk + 1) + (n)]
+#define CUT(k, n) cut[(size_t)(k) * (nblk + 1) + (n)]
+    /* BEST(k, n): the smallest largest stage when the first n blocks form k stages */
+    for (int n = 0; n <= nblk; n++) BEST(1, n) = pre[n], CUT(1, n) = 0;
+    for (int k = 2; k <= p; k++)
+        for (int n = k; n <= nblk; n++) {
+            BEST(k, n) = INFINITY;
+            for (int j = k - 1; j < n; j++) {
+                double v = fmax(BEST(k - 1, j), pre[n] - pre[j]);
+                if (v < BEST(k, n)) BEST(k, n) = v, CUT(k, n) = j;
+            }
+        }
+    int hi = nblk;
+    for (int k = p; k >= 1; k--) {
+        int lo = CUT(k, hi);
+        if (k - 1 == s) *b0 = lo, *b1 = hi;
+        hi = lo;
+    }
+#undef BEST
+#undef CUT
+    free(pre), free(best), free(cut);
+}
+
 static int setup_layers(struct trainer *t, char *err, size_t errlen)
 {
     const struct train_cfg *c = &t->c;
@@ -103,9 +143,9 @@ static int setup_layers(struct trainer *t, char *err, size_t errlen)
         snprintf(err, errlen, "--hidden %d is not a multiple of --tp %d", c->hidden, tp);
         return -1;
     }
-    int b0, nb;
-    split_range(nblk, c->pp, t->prank, &b0, &nb);
-    int l0 = tp > 1 ? 2 * b0 : b0, l1 = tp > 1 ? 2 * (b0 + nb) : b0 + nb;
+    int b0 = 0, b1 = 0;
+    stage_blocks(c, nblk, t->prank, &b0, &b1);
+    int l0 = tp > 1 ? 2 * b0 : b0, l1 = tp > 1 ? 2 * b1 : b1;
     if (l1 > L) l1 = L;
     t->nl = l1 - l0;
     t->ly = calloc((size_t)t->nl, sizeof *t->ly);
@@ -363,7 +403,7 @@ static int forward(struct trainer *t, int j)
             t->correct += ok;
         }
     }
-    span_end(t, "F", "fwd", j, t0, 0);
+    span_end(t, "F", t->training ? "fwd" : "eval", j, t0, 0);
     return 0;
 }
 
@@ -581,12 +621,16 @@ static int run_batch(struct trainer *t, const int *idx, int batch)
 static void optimizer_update(struct trainer *t, float *p, const float *g, float *m1, float *m2, size_t n)
 {
     const struct train_cfg *c = &t->c;
+    float lr = c->lr;
+    if (c->decay_steps > 0)
+        lr *= 0.5f * (1.0f + cosf((float)M_PI * (float)(t->steps < c->decay_steps ? t->steps : c->decay_steps) /
+                                  (float)c->decay_steps));
     if (c->opt == OPT_SGD) {
-        t->be->sgd(p, g, m1, n, c->lr, c->momentum);
+        t->be->sgd(p, g, m1, n, lr, c->momentum);
     } else {
         const float b1 = 0.9f, b2 = 0.999f;
         float bc1 = 1.0f - powf(b1, (float)t->steps), bc2 = 1.0f - powf(b2, (float)t->steps);
-        t->be->adamw(p, g, m1, m2, n, c->lr, b1, b2, 1e-8f, c->weight_decay, bc1, bc2);
+        t->be->adamw(p, g, m1, m2, n, lr, b1, b2, 1e-8f, c->weight_decay, bc1, bc2);
     }
 }
 

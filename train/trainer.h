@@ -42,6 +42,7 @@ struct train_cfg {
     enum act_kind act;
     enum opt_kind opt;
     float lr, momentum, weight_decay;
+    long decay_steps;           /* > 0: cosine decay of lr to 0 over this many steps  */
     size_t bucket_bytes;
     unsigned long long seed;
     enum device_kind device;
