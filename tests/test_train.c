@@ -9,6 +9,8 @@
  */
 #include <math.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "trainer.h"
@@ -201,9 +203,25 @@ int main(int argc, char **argv)
         return 2;
     }
     if (argc > 2 && !strcmp(argv[2], "cuda")) {
-        char err[256];
-        if (!backend_cuda(0, err, sizeof err)) {
-            printf("SKIP: %s\n", err);
+        /* probe in a child: the ranks are forked, and CUDA must not be set up before */
+        int fd[2];
+        char err[256] = "";
+        if (pipe(fd)) return 1;
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fd[0]);
+            int ok = backend_cuda(0, err, sizeof err) != NULL;
+            if (!ok && write(fd[1], err, strlen(err)) < 0) _exit(1);
+            _exit(ok ? 0 : 1);
+        }
+        close(fd[1]);
+        ssize_t got = read(fd[0], err, sizeof err - 1);
+        err[got > 0 ? got : 0] = 0;
+        close(fd[0]);
+        int st = 1;
+        waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            printf("SKIP: %s\n", err[0] ? err : "the CUDA probe failed");
             return 77;
         }
         device = DEV_CUDA;
