@@ -90,13 +90,18 @@ static double cpu_xent(const float *logits, const int *labels, int rows, int col
     return loss;
 }
 
-static void cpu_sgd(float *p, const float *g, float *v, size_t n, float lr, float mu)
+/* restrict (the trainer never aliases parameters, gradients and state) and
+   -fno-math-errno (meson.build) let these loops vectorise: AdamW over a 1.2 M-weight
+   model went from about a quarter of a 2-rank step to a small part of it. */
+static void cpu_sgd(float *restrict p, const float *restrict g, float *restrict v, size_t n,
+                    float lr, float mu)
 {
     for (size_t i = 0; i < n; i++) sgd_one(&p[i], g[i], &v[i], lr, mu);
 }
 
-static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                      float b2, float eps, float wd, float bc1, float bc2)
+static void cpu_adamw(float *restrict p, const float *restrict g, float *restrict m,
+                      float *restrict v, size_t n, float lr, float b1, float b2, float eps,
+                      float wd, float bc1, float bc2)
 {
     for (size_t i = 0; i < n; i++) adamw_one(&p[i], g[i], &m[i], &v[i], lr, b1, b2, eps, wd, bc1, bc2);
 }

@@ -89,8 +89,9 @@ void model_init_layer(unsigned long long seed, int l, int in, int out, float *w,
 /* ---- layout ---- */
 
 /* Blocks [*b0, *b1) of stage s: the contiguous split of the blocks into pp stages whose
-   largest stage has the fewest weights (an MLP layer's time goes with its weights), by
-   dynamic programming over split points; ties go to the earliest split. */
+   largest stage costs least, by dynamic programming over split points (ties go to the
+   earliest split). A layer costs its weights times its gemms: forward, weight gradient,
+   input gradient; layer 0 needs no input gradient. */
 static void stage_blocks(const struct train_cfg *c, int nblk, int s, int *b0, int *b1)
 {
     int per = c->tp > 1 ? 2 : 1, p = c->pp;
@@ -102,7 +103,7 @@ static void stage_blocks(const struct train_cfg *c, int nblk, int s, int *b0, in
         for (int l = b * per; l < (b + 1) * per && l <= c->depth; l++) {
             int in, out;
             model_layer_shape(c, l, &in, &out);
-            pre[b + 1] += (double)in * out + out;
+            pre[b + 1] += ((double)in * out + out) * (l == 0 ? 2 : 3);
         }
     }
 #define BEST(k, n) best[(size_t)(k) * (nblk + 1) + (n)]
@@ -621,15 +622,16 @@ static int run_batch(struct trainer *t, const int *idx, int batch)
 static void optimizer_update(struct trainer *t, float *p, const float *g, float *m1, float *m2, size_t n)
 {
     const struct train_cfg *c = &t->c;
+    long step = t->steps + 1;   /* the update being made, counted from 1 */
     float lr = c->lr;
     if (c->decay_steps > 0)
-        lr *= 0.5f * (1.0f + cosf((float)M_PI * (float)(t->steps < c->decay_steps ? t->steps : c->decay_steps) /
+        lr *= 0.5f * (1.0f + cosf((float)M_PI * (float)(step < c->decay_steps ? step : c->decay_steps) /
                                   (float)c->decay_steps));
     if (c->opt == OPT_SGD) {
         t->be->sgd(p, g, m1, n, lr, c->momentum);
     } else {
         const float b1 = 0.9f, b2 = 0.999f;
-        float bc1 = 1.0f - powf(b1, (float)t->steps), bc2 = 1.0f - powf(b2, (float)t->steps);
+        float bc1 = 1.0f - powf(b1, (float)step), bc2 = 1.0f - powf(b2, (float)step);
         t->be->adamw(p, g, m1, m2, n, lr, b1, b2, 1e-8f, c->weight_decay, bc1, bc2);
     }
 }
@@ -682,7 +684,6 @@ int trainer_step(struct trainer *t, const struct dataset *d, const int *idx, dou
         LOOM_TRY(t, loom_stream_sync(t->dps));
         trace_buckets(t, span_start(t));
     }
-    t->steps++;
     if (!c->zero) {
         optimizer_update(t, t->param, t->grad, t->m1, t->m2, t->nparam);
     } else {
@@ -704,6 +705,7 @@ int trainer_step(struct trainer *t, const struct dataset *d, const int *idx, dou
     }
     t->be->sync();
     span_end(t, dp_comm ? "dp wait + optimizer" : "optimizer", "opt", -1, t0, 0);
+    t->steps++;
     return finish_step(t, loss, correct, c->batch * c->accum);
 }
 
