@@ -125,19 +125,34 @@ loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, char *err
 
 /* ---- progress (progress thread only) ---- */
 
+/* Every posted slot goes out in one sendmsg (header and payload of each, up to
+   TCP_BATCH slots): fewer, larger writes. Headers are sent from the FIFO's meta array,
+   which stays put until the slot is released. tp->off counts the bytes of the oldest
+   unsent slot already written. */
+#define TCP_BATCH 16
+
 static loom_result_t send_progress(struct loom_conn *c, struct tcp_priv *tp, bool *did,
                                    char *err, size_t errlen)
 {
+    struct fifo *f = &c->fifo;
     for (int guard = 0; guard < 1024; guard++) {
-        struct slot_meta m;
-        char *slot = fifo_recv_slot(&c->fifo, &m);
-        if (slot == NULL) return LOOM_SUCCESS;
-        size_t hdr = sizeof m, total = hdr + m.bytes;
-        struct iovec iov[2];
+        uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_relaxed);
+        uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_acquire);
+        if (t == h) return LOOM_SUCCESS;
+        uint32_t ready = t - h < TCP_BATCH ? t - h : TCP_BATCH;
+        struct iovec iov[2 * TCP_BATCH];
+        size_t total[TCP_BATCH];
         int n = 0;
-        if (tp->off < hdr) iov[n++] = (struct iovec){ (char *)&m + tp->off, hdr - tp->off };
-        size_t doff = tp->off > hdr ? tp->off - hdr : 0;
-        if (m.bytes > doff) iov[n++] = (struct iovec){ slot + doff, m.bytes - doff };
+        for (uint32_t k = 0; k < ready; k++) {
+            uint32_t i = (h + k) & (f->nslots - 1);
+            struct slot_meta *m = &f->ctrl->meta[i];
+            char *slot = f->data + (size_t)i * f->slot_bytes;
+            size_t hdr = sizeof *m, skip = k == 0 ? tp->off : 0;
+            total[k] = hdr + m->bytes;
+            if (skip < hdr) iov[n++] = (struct iovec){ (char *)m + skip, hdr - skip };
+            size_t doff = skip > hdr ? skip - hdr : 0;
+            if (m->bytes > doff) iov[n++] = (struct iovec){ slot + doff, m->bytes - doff };
+        }
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
         ssize_t w = sendmsg(tp->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
@@ -152,10 +167,18 @@ static loom_result_t send_progress(struct loom_conn *c, struct tcp_priv *tp, boo
         }
         tp->blocked = false;
         *did = true;
-        tp->off += (size_t)w;
-        if (tp->off < total) continue;
-        tp->off = 0;
-        fifo_release(&c->fifo);      /* wakes an executor waiting for room */
+        /* release every slot written whole; keep the offset into the next */
+        size_t moved = (size_t)w;
+        for (uint32_t k = 0; k < ready && moved > 0; k++) {
+            size_t left = total[k] - tp->off;
+            if (moved < left) {
+                tp->off += moved;
+                break;
+            }
+            moved -= left;
+            tp->off = 0;
+            fifo_release(f);      /* wakes an executor waiting for room */
+        }
     }
     return LOOM_SUCCESS;
 }
