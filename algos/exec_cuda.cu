@@ -274,6 +274,7 @@ template <typename F> __device__ bool run_step(const kctx &x, const struct dstep
         case PRIM_RECV_REDUCE_SEND:      apply<F>(os, NULL, is, src, n); break;
         case PRIM_RECV_REDUCE_COPY_SEND: apply<F>(dst, os, is, src, n); break;
         case PRIM_RECV_COPY_SEND:        apply<F>(os, dst, is, NULL, n); break;
+        case PRIM_COPY_SEND:             apply<F>(os, dst, src, NULL, n); break;
         case PRIM_RECV_REDUCE_COPY:      apply<F>(dst, NULL, is, src, n); break;
         default: break;
         }

@@ -219,6 +219,7 @@ static loom_result_t run_step(struct exec *x, const struct step *st)
         case PRIM_RECV_REDUCE_SEND:      reduce_buf(oslot, islot, src, n / E, op->dt, op->op); break;
         case PRIM_RECV_REDUCE_COPY_SEND: reduce_buf2(dst, oslot, islot, src, n / E, op->dt, op->op); break;
         case PRIM_RECV_COPY_SEND:        memcpy(oslot, islot, n); out_copy(x, dst, islot, n); break;
+        case PRIM_COPY_SEND:             memcpy(oslot, src, n); out_copy(x, dst, src, n); break;
         case PRIM_RECV_REDUCE_COPY:      reduce_buf(dst, islot, src, n / E, op->dt, op->op); break;
         default:                         return LOOM_ERR_INTERNAL;
         }

@@ -38,8 +38,8 @@ const char *coll_name(enum coll c)
 const char *prim_name(enum prim p)
 {
     static const char *names[] = { "send", "recv", "recv_reduce_send", "recv_reduce_copy_send",
-                                   "recv_copy_send", "recv_reduce_copy", "copy", "reduce" };
-    return (unsigned)p <= PRIM_REDUCE ? names[p] : "?";
+                                   "recv_copy_send", "recv_reduce_copy", "copy", "reduce", "copy_send" };
+    return (unsigned)p <= PRIM_COPY_SEND ? names[p] : "?";
 }
 
 /* ---- building ---- */
@@ -178,15 +178,16 @@ static int ring_allgather(struct sched *s, const struct loom_op *op, int r, int 
     return 0;
 }
 
-/* Chain root -> root+1 -> ... -> root-1; each rank forwards slot by slot. */
+/* Chain root -> root+1 -> ... -> root-1; each rank forwards slot by slot. An
+   out-of-place root copies its own output slot by slot as it sends (the slot's source
+   is then in cache), not the whole buffer before the first send. */
 static int chain_broadcast(struct sched *s, const struct loom_op *op, int r, int n)
 {
     size_t bytes = op->count * loom_dtype_size(op->dt);
     int pos = mod(r - op->root, n), next = mod(r + 1, n), prev = mod(r - 1, n);
-    if (pos == 0) {
-        if (op->send != op->recv && add(s, PRIM_COPY, -1, -1, op->send, op->recv, bytes)) return -1;
-        return add(s, PRIM_SEND, next, -1, op->send, NULL, bytes);
-    }
+    if (pos == 0)
+        return op->send != op->recv ? add(s, PRIM_COPY_SEND, next, -1, op->send, op->recv, bytes)
+                                    : add(s, PRIM_SEND, next, -1, op->send, NULL, bytes);
     if (pos < n - 1) return add(s, PRIM_RECV_COPY_SEND, next, prev, NULL, op->recv, bytes);
     return add(s, PRIM_RECV, -1, prev, NULL, op->recv, bytes);
 }

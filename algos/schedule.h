@@ -58,6 +58,7 @@ enum prim {
     PRIM_RECV_REDUCE_COPY,    /* (prev op src) -> dst                          */
     PRIM_COPY,                /* src -> dst (local)                            */
     PRIM_REDUCE,              /* dst = dst op src (local)                      */
+    PRIM_COPY_SEND,           /* src -> dst and -> next                        */
 };
 const char *prim_name(enum prim p);
 
