@@ -137,6 +137,31 @@ static int direct_allreduce(struct sched *s, const struct loom_op *op, int r, in
     return add(s, PRIM_COPY, -1, -1, acc, op->recv, bytes);
 }
 
+/* Small reduce-scatter, the same idea: every rank sends block q of its input to rank q
+   and receives its own block from everyone at once (one hop instead of the ring's n-1
+   in a row), then reduces the n blocks in rank order 0, 1, ..., n-1. */
+static int direct_reduce_scatter(struct sched *s, const struct loom_op *op, int r, int n)
+{
+    size_t bytes = op->count * loom_dtype_size(op->dt);
+    const char *in = op->send;
+    char *tmp = scratch(s, bytes * (size_t)(n + 1));  /* n received blocks + the sum */
+    if (tmp == NULL) return -1;
+    char *acc = tmp + (size_t)n * bytes;
+    int first = s->n;
+    for (int st = 1; st < n; st++) {
+        int to = mod(r + st, n), from = mod(r - st, n);
+        if (add(s, PRIM_SEND, to, -1, in + (size_t)to * bytes, NULL, bytes) ||
+            add(s, PRIM_RECV, -1, from, NULL, tmp + (size_t)from * bytes, bytes))
+            return -1;
+    }
+    s->steps[first].together = 2 * (n - 1);
+    for (int q = 0; q < n; q++) {
+        const char *b = q == r ? in + (size_t)r * bytes : tmp + (size_t)q * bytes;
+        if (add(s, q == 0 ? PRIM_COPY : PRIM_REDUCE, -1, -1, b, acc, bytes)) return -1;
+    }
+    return add(s, PRIM_COPY, -1, -1, acc, op->recv, bytes);
+}
+
 /* Rank r ends with block r reduced: step s handles block (r - 1 - s) mod n. */
 static int ring_reduce_scatter(struct sched *s, const struct loom_op *op, int r, int n, size_t chunk)
 {
@@ -283,7 +308,12 @@ loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, i
                        ? ALGO_DIRECT : ALGO_RING;
         rc = algo == ALGO_DIRECT ? direct_allreduce(s, op, rank, nranks) : ring_allreduce(s, op, rank, nranks, chunk);
         break;
-    case COLL_REDUCE_SCATTER: rc = ring_reduce_scatter(s, op, rank, nranks, chunk); break;
+    case COLL_REDUCE_SCATTER:
+        if (algo == ALGO_AUTO)   /* the same bound per peer as the direct all-reduce */
+            algo = nranks <= DIRECT_MAX_RANKS && op->count * E <= DIRECT_BYTES_PER_PEER ? ALGO_DIRECT : ALGO_RING;
+        rc = algo == ALGO_DIRECT ? direct_reduce_scatter(s, op, rank, nranks)
+                                 : ring_reduce_scatter(s, op, rank, nranks, chunk);
+        break;
     case COLL_ALLGATHER:      rc = ring_allgather(s, op, rank, nranks, chunk); break;
     case COLL_BROADCAST:      rc = chain_broadcast(s, op, rank, nranks); break;
     case COLL_REDUCE:         rc = chain_reduce(s, op, rank, nranks); break;
