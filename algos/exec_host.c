@@ -18,7 +18,11 @@
 #include "reduce.h"
 
 #define SLEEP_SLICE_US 10000
-#define STREAM_OUT_BYTES (1u << 20)   /* per-rank count x dtype from which outputs stream */
+/* Per-rank count x dtype from which outputs stream. 8 MiB, not 1: below it the output
+   still fits this machine's L3 beside the FIFOs, and cached stores win (2-rank
+   broadcast of 2 MiB: 7.1-8.0 GB/s streaming, 13.6-16.0 cached, 3 alternating runs);
+   16 MiB and up keep streaming (bench/RESULTS.md, issue 2). */
+#define STREAM_OUT_BYTES (8u << 20)
 
 struct exec {
     struct loom_comm *c;
