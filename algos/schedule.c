@@ -181,6 +181,25 @@ static int ring_reduce_scatter(struct sched *s, const struct loom_op *op, int r,
     return 0;
 }
 
+/* Small all-gather: every rank sends its block to every other rank at once and
+   receives theirs straight into the output (one hop instead of the ring's n-1). */
+static int direct_allgather(struct sched *s, const struct loom_op *op, int r, int n)
+{
+    size_t bytes = op->count * loom_dtype_size(op->dt);
+    char *out = op->recv;
+    if (op->send != out + (size_t)r * bytes && add(s, PRIM_COPY, -1, -1, op->send, out + (size_t)r * bytes, bytes))
+        return -1;
+    int first = s->n;
+    for (int st = 1; st < n; st++) {
+        int to = mod(r + st, n), from = mod(r - st, n);
+        if (add(s, PRIM_SEND, to, -1, op->send, NULL, bytes) ||
+            add(s, PRIM_RECV, -1, from, NULL, out + (size_t)from * bytes, bytes))
+            return -1;
+    }
+    s->steps[first].together = 2 * (n - 1);
+    return 0;
+}
+
 /* Rank r contributes block r: step s handles block (r - s) mod n. */
 static int ring_allgather(struct sched *s, const struct loom_op *op, int r, int n, size_t chunk)
 {
@@ -314,7 +333,11 @@ loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, i
         rc = algo == ALGO_DIRECT ? direct_reduce_scatter(s, op, rank, nranks)
                                  : ring_reduce_scatter(s, op, rank, nranks, chunk);
         break;
-    case COLL_ALLGATHER:      rc = ring_allgather(s, op, rank, nranks, chunk); break;
+    case COLL_ALLGATHER:
+        if (algo == ALGO_AUTO)   /* the same bound per peer as the direct all-reduce */
+            algo = nranks <= DIRECT_MAX_RANKS && op->count * E <= DIRECT_BYTES_PER_PEER ? ALGO_DIRECT : ALGO_RING;
+        rc = algo == ALGO_DIRECT ? direct_allgather(s, op, rank, nranks) : ring_allgather(s, op, rank, nranks, chunk);
+        break;
     case COLL_BROADCAST:      rc = chain_broadcast(s, op, rank, nranks); break;
     case COLL_REDUCE:         rc = chain_reduce(s, op, rank, nranks); break;
     case COLL_ALLTOALL:       rc = pairwise_alltoall(s, op, rank, nranks); break;

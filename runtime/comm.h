@@ -23,7 +23,7 @@ struct loom_config {
     bool     spin_yield;    /* yield the core at every turn of the spin        */
     int64_t  heartbeat_ms;  /* control heartbeat interval                      */
     int      force;         /* 0 auto, 1 shm, 2 tcp                            */
-    int      algo;          /* enum algo: LOOM_ALGO (all-reduce, reduce-scatter) */
+    int      algo;          /* enum algo: LOOM_ALGO (all-reduce, RS, AG)      */
 };
 
 struct loom_progress;

@@ -49,7 +49,7 @@ static const struct loom_env_var table[] = {
     { "LOOM_SLOT_BYTES", LOOM_ENV_SIZE, "128K",
       "bytes per FIFO slot, a multiple of 64 from 64 to 64M; K, M, G suffixes (powers of 1024)" },
     { "LOOM_ALGO", LOOM_ENV_STR, "",
-      "all-reduce and reduce-scatter algorithm: ring, direct (everyone to everyone, small messages) or empty = by size" },
+      "all-reduce, reduce-scatter and all-gather algorithm: ring, direct (everyone to everyone, small messages) or empty = by size" },
     { "LOOM_SPIN_US", LOOM_ENV_INT, "-1",
       "microseconds a waiter on a shared-memory link spins before it sleeps on a futex (tcp waits never spin); -1 = 50, yielding the core at every turn when local ranks outnumber cores" },
 
