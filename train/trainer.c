@@ -502,32 +502,37 @@ struct xfer {
 static int exchange(struct trainer *t, const struct xfer *x)
 {
     int ops = 0, next = t->prank + 1, prev = t->prank - 1;
+    const char *part[4];           /* what moved, for the trace: "send act + recv grad" */
     size_t bytes = 0;
     double t0 = span_start(t);
-    const char *name = "p2p";
     LOOM_TRY(t, loom_group_start());
     if (x->send_act && !last_stage(t) && t->slot[x->send_act_mb].rows) {
         size_t n = out_count(t, &t->slot[x->send_act_mb]);
         LOOM_TRY(t, loom_send(x->send_act, n, LOOM_FLOAT32, next, t->pp, NULL));
-        ops++, bytes += n * 4, name = "send act";
+        part[ops++] = "send act", bytes += n * 4;
     }
     if (x->recv_act && !first_stage(t) && t->slot[x->recv_act_mb].rows) {
         size_t n = in_count(t, &t->slot[x->recv_act_mb]);
         LOOM_TRY(t, loom_recv(x->recv_act, n, LOOM_FLOAT32, prev, t->pp, NULL));
-        ops++, bytes += n * 4, name = ops > 1 ? "send act/recv act" : "recv act";
+        part[ops++] = "recv act", bytes += n * 4;
     }
     if (x->send_grad && !first_stage(t) && t->slot[x->send_grad_mb].rows) {
         size_t n = in_count(t, &t->slot[x->send_grad_mb]);
         LOOM_TRY(t, loom_send(x->send_grad, n, LOOM_FLOAT32, prev, t->pp, NULL));
-        ops++, bytes += n * 4, name = ops > 1 ? "send grad/recv act" : "send grad";
+        part[ops++] = "send grad", bytes += n * 4;
     }
     if (x->recv_grad && !last_stage(t) && t->slot[x->recv_grad_mb].rows) {
         size_t n = out_count(t, &t->slot[x->recv_grad_mb]);
         LOOM_TRY(t, loom_recv(x->recv_grad, n, LOOM_FLOAT32, next, t->pp, NULL));
-        ops++, bytes += n * 4, name = ops > 1 ? "send act/recv grad" : "recv grad";
+        part[ops++] = "recv grad", bytes += n * 4;
     }
     LOOM_TRY(t, loom_group_end());
-    if (ops) span_end(t, name, "pp", -1, t0, bytes);
+    if (ops && t->c.trace) {
+        char name[64] = "";
+        for (int i = 0; i < ops; i++)
+            snprintf(name + strlen(name), sizeof name - strlen(name), "%s%s", i ? " + " : "", part[i]);
+        span_end(t, name, "pp", -1, t0, bytes);
+    }
     return 0;
 }
 
