@@ -200,22 +200,23 @@ static int direct_allgather(struct sched *s, const struct loom_op *op, int r, in
     return 0;
 }
 
-/* Rank r contributes block r: step s handles block (r - s) mod n. */
+/* Rank r contributes block r: step s handles block (r - s) mod n. Out of place, the
+   first step of each chunk also copies the rank's own piece into its output as it
+   sends it (PRIM_COPY_SEND), rather than copying the whole block before the first
+   send. */
 static int ring_allgather(struct sched *s, const struct loom_op *op, int r, int n, size_t chunk)
 {
     size_t E = loom_dtype_size(op->dt), cnt = op->count;
     char *out = op->recv;
     int next = mod(r + 1, n), prev = mod(r - 1, n);
-    if (op->send != out + (size_t)r * cnt * E &&
-        add(s, PRIM_COPY, -1, -1, op->send, out + (size_t)r * cnt * E, cnt * E))
-        return -1;
+    enum prim first = op->send != out + (size_t)r * cnt * E ? PRIM_COPY_SEND : PRIM_SEND;
     for (size_t loop = 0; loop * chunk < cnt; loop++) {
         size_t start, len = piece(cnt, chunk, loop, &start);
         for (int st = 0; st <= n - 1; st++) {
             int k = mod(r - st, n);
             char *dst = out + ((size_t)k * cnt + start) * E;
-            enum prim p = st == 0 ? PRIM_SEND : st < n - 1 ? PRIM_RECV_COPY_SEND : PRIM_RECV;
-            int sp = p == PRIM_RECV ? -1 : next, rp = p == PRIM_SEND ? -1 : prev;
+            enum prim p = st == 0 ? first : st < n - 1 ? PRIM_RECV_COPY_SEND : PRIM_RECV;
+            int sp = p == PRIM_RECV ? -1 : next, rp = st == 0 ? -1 : prev;
             if (add(s, p, sp, rp, (const char *)op->send + start * E, dst, len * E)) return -1;
         }
     }
