@@ -111,52 +111,38 @@ static int ring_allreduce(struct sched *s, const struct loom_op *op, int r, int 
     return 0;
 }
 
-/* Small all-reduce: every rank sends its whole buffer to every other rank at once
-   (one concurrent block: one hop instead of the ring's 2(n-1) in a row), then reduces
-   the n buffers locally in rank order 0, 1, ..., n-1, so every rank computes the same
-   bits. Costs n-1 links per rank and n x size of scratch: used for small sizes on
-   few ranks only (sched_build). */
-static int direct_allreduce(struct sched *s, const struct loom_op *op, int r, int n)
+/* One concurrent block: send[q * stride] (bytes) to every other rank q while
+   receiving rank q's into recv + q * bytes. */
+static int direct_exchange(struct sched *s, int r, int n, const char *send, size_t stride, char *recv,
+                           size_t bytes)
 {
-    size_t bytes = op->count * loom_dtype_size(op->dt);
-    char *tmp = scratch(s, bytes * (size_t)(n + 1));  /* n received buffers + the sum */
-    if (tmp == NULL) return -1;
-    char *acc = tmp + (size_t)n * bytes;
     int first = s->n;
     for (int st = 1; st < n; st++) {
         int to = mod(r + st, n), from = mod(r - st, n);
-        if (add(s, PRIM_SEND, to, -1, op->send, NULL, bytes) ||
-            add(s, PRIM_RECV, -1, from, NULL, tmp + (size_t)from * bytes, bytes))
+        if (add(s, PRIM_SEND, to, -1, send + (size_t)to * stride, NULL, bytes) ||
+            add(s, PRIM_RECV, -1, from, NULL, recv + (size_t)from * bytes, bytes))
             return -1;
     }
     s->steps[first].together = 2 * (n - 1);
-    for (int q = 0; q < n; q++) {
-        const char *b = q == r ? op->send : tmp + (size_t)q * bytes;
-        if (add(s, q == 0 ? PRIM_COPY : PRIM_REDUCE, -1, -1, b, acc, bytes)) return -1;
-    }
-    return add(s, PRIM_COPY, -1, -1, acc, op->recv, bytes);
+    return 0;
 }
 
-/* Small reduce-scatter, the same idea: every rank sends block q of its input to rank q
-   and receives its own block from everyone at once (one hop instead of the ring's n-1
-   in a row), then reduces the n blocks in rank order 0, 1, ..., n-1. */
-static int direct_reduce_scatter(struct sched *s, const struct loom_op *op, int r, int n)
+/* Small all-reduce (stride 0: every rank sends its whole buffer to every other rank)
+   and small reduce-scatter (stride = a block: block q goes to rank q), at once: one hop
+   instead of the ring's 2(n-1) or n-1 in a row. Then the n received pieces are reduced
+   locally in rank order 0, 1, ..., n-1, so every rank computes the same bits. Costs n-1
+   links per rank and n+1 pieces of scratch: used for small sizes on few ranks only
+   (sched_build). */
+static int direct_reduce(struct sched *s, const struct loom_op *op, int r, int n, bool scatter)
 {
-    size_t bytes = op->count * loom_dtype_size(op->dt);
-    const char *in = op->send;
-    char *tmp = scratch(s, bytes * (size_t)(n + 1));  /* n received blocks + the sum */
+    size_t bytes = op->count * loom_dtype_size(op->dt), stride = scatter ? bytes : 0;
+    const char *own = (const char *)op->send + (size_t)r * stride;
+    char *tmp = scratch(s, bytes * (size_t)(n + 1));  /* n received pieces + the sum */
     if (tmp == NULL) return -1;
     char *acc = tmp + (size_t)n * bytes;
-    int first = s->n;
-    for (int st = 1; st < n; st++) {
-        int to = mod(r + st, n), from = mod(r - st, n);
-        if (add(s, PRIM_SEND, to, -1, in + (size_t)to * bytes, NULL, bytes) ||
-            add(s, PRIM_RECV, -1, from, NULL, tmp + (size_t)from * bytes, bytes))
-            return -1;
-    }
-    s->steps[first].together = 2 * (n - 1);
+    if (direct_exchange(s, r, n, op->send, stride, tmp, bytes)) return -1;
     for (int q = 0; q < n; q++) {
-        const char *b = q == r ? in + (size_t)r * bytes : tmp + (size_t)q * bytes;
+        const char *b = q == r ? own : tmp + (size_t)q * bytes;
         if (add(s, q == 0 ? PRIM_COPY : PRIM_REDUCE, -1, -1, b, acc, bytes)) return -1;
     }
     return add(s, PRIM_COPY, -1, -1, acc, op->recv, bytes);
@@ -189,15 +175,7 @@ static int direct_allgather(struct sched *s, const struct loom_op *op, int r, in
     char *out = op->recv;
     if (op->send != out + (size_t)r * bytes && add(s, PRIM_COPY, -1, -1, op->send, out + (size_t)r * bytes, bytes))
         return -1;
-    int first = s->n;
-    for (int st = 1; st < n; st++) {
-        int to = mod(r + st, n), from = mod(r - st, n);
-        if (add(s, PRIM_SEND, to, -1, op->send, NULL, bytes) ||
-            add(s, PRIM_RECV, -1, from, NULL, out + (size_t)from * bytes, bytes))
-            return -1;
-    }
-    s->steps[first].together = 2 * (n - 1);
-    return 0;
+    return direct_exchange(s, r, n, op->send, 0, out, bytes);
 }
 
 /* Rank r contributes block r: step s handles block (r - s) mod n. Out of place, the
@@ -306,6 +284,14 @@ static int p2p_group(struct sched *s, const struct loom_op *op, int r)
     return 0;
 }
 
+/* Direct while the ranks are few and a call moves at most limit bytes
+   (DIRECT_BYTES_PER_PEER per piece a rank sends; an all-reduce's whole buffer is
+   allowed DIRECT_BYTES_PER_PEER x (n-1), as measured). */
+static enum algo direct_or_ring(int nranks, size_t bytes, size_t limit)
+{
+    return nranks <= DIRECT_MAX_RANKS && bytes <= limit ? ALGO_DIRECT : ALGO_RING;
+}
+
 loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, int nranks,
                           size_t chunk_bytes, enum algo algo)
 {
@@ -323,20 +309,16 @@ loom_result_t sched_build(struct sched *s, const struct loom_op *op, int rank, i
     }
     switch (op->coll) {
     case COLL_ALLREDUCE:
-        if (algo == ALGO_AUTO)
-            algo = nranks <= DIRECT_MAX_RANKS && op->count * E <= DIRECT_BYTES_PER_PEER * (size_t)(nranks - 1)
-                       ? ALGO_DIRECT : ALGO_RING;
-        rc = algo == ALGO_DIRECT ? direct_allreduce(s, op, rank, nranks) : ring_allreduce(s, op, rank, nranks, chunk);
+        if (algo == ALGO_AUTO) algo = direct_or_ring(nranks, op->count * E, DIRECT_BYTES_PER_PEER * (size_t)(nranks - 1));
+        rc = algo == ALGO_DIRECT ? direct_reduce(s, op, rank, nranks, false) : ring_allreduce(s, op, rank, nranks, chunk);
         break;
     case COLL_REDUCE_SCATTER:
-        if (algo == ALGO_AUTO)   /* the same bound per peer as the direct all-reduce */
-            algo = nranks <= DIRECT_MAX_RANKS && op->count * E <= DIRECT_BYTES_PER_PEER ? ALGO_DIRECT : ALGO_RING;
-        rc = algo == ALGO_DIRECT ? direct_reduce_scatter(s, op, rank, nranks)
+        if (algo == ALGO_AUTO) algo = direct_or_ring(nranks, op->count * E, DIRECT_BYTES_PER_PEER);
+        rc = algo == ALGO_DIRECT ? direct_reduce(s, op, rank, nranks, true)
                                  : ring_reduce_scatter(s, op, rank, nranks, chunk);
         break;
     case COLL_ALLGATHER:
-        if (algo == ALGO_AUTO)   /* the same bound per peer as the direct all-reduce */
-            algo = nranks <= DIRECT_MAX_RANKS && op->count * E <= DIRECT_BYTES_PER_PEER ? ALGO_DIRECT : ALGO_RING;
+        if (algo == ALGO_AUTO) algo = direct_or_ring(nranks, op->count * E, DIRECT_BYTES_PER_PEER);
         rc = algo == ALGO_DIRECT ? direct_allgather(s, op, rank, nranks) : ring_allgather(s, op, rank, nranks, chunk);
         break;
     case COLL_BROADCAST:      rc = chain_broadcast(s, op, rank, nranks); break;
