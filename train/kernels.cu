@@ -39,23 +39,14 @@ __global__ void act_bwd(act_kind k, float *dz, const float *dy, const float *z, 
     if (i < n) dz[i] = act_grad(k, z[i], dy[i]);
 }
 
-// One thread per row (rows are a micro-batch, cols the classes): the CPU's loop.
+// One thread per row (rows are a micro-batch, cols the classes): tensor.h's xent_row, as on the CPU.
 __global__ void xent(const float *logits, const int *labels, int rows, int cols, float scale,
                      float *dlogits, float *loss, int *ok)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= rows) return;
-    const float *z = logits + (size_t)i * cols;
-    int arg = 0;
-    for (int j = 1; j < cols; j++)
-        if (z[j] > z[arg]) arg = j;
-    float mx = z[arg], sum = 0.0f;
-    for (int j = 0; j < cols; j++) sum += expf(z[j] - mx);
-    loss[i] = logf(sum) + mx - z[labels[i]];
-    ok[i] = arg == labels[i];
-    if (dlogits)
-        for (int j = 0; j < cols; j++)
-            dlogits[(size_t)i * cols + j] = (expf(z[j] - mx) / sum - (j == labels[i])) * scale;
+    loss[i] = xent_row(logits + (size_t)i * cols, cols, labels[i], scale,
+                       dlogits ? dlogits + (size_t)i * cols : NULL, &ok[i]);
 }
 
 __global__ void sgd(float *p, const float *g, float *v, size_t n, float lr, float mu)

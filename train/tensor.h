@@ -73,6 +73,22 @@ TRAIN_HD float act_grad(enum act_kind k, float z, float dy)
     return dy * (0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * du);
 }
 
+/* Softmax cross-entropy of one row of logits z against label: returns the row's loss,
+   sets *hit when the argmax is the label, and (unless dz is NULL) writes
+   dz = (softmax - onehot) * scale. */
+TRAIN_HD float xent_row(const float *z, int cols, int label, float scale, float *dz, int *hit)
+{
+    int arg = 0;
+    for (int j = 1; j < cols; j++)
+        if (z[j] > z[arg]) arg = j;
+    float mx = z[arg], sum = 0.0f;
+    for (int j = 0; j < cols; j++) sum += expf(z[j] - mx);
+    *hit = arg == label;
+    if (dz)
+        for (int j = 0; j < cols; j++) dz[j] = (expf(z[j] - mx) / sum - (j == label)) * scale;
+    return logf(sum) + mx - z[label];
+}
+
 TRAIN_HD void sgd_one(float *p, float g, float *v, float lr, float mu)
 {
     *v = mu * *v + g;

@@ -74,17 +74,10 @@ static double cpu_xent(const float *logits, const int *labels, int rows, int col
     double loss = 0;
     int ok = 0;
     for (int i = 0; i < rows; i++) {
-        const float *z = logits + (size_t)i * cols;
-        int arg = 0;
-        for (int j = 1; j < cols; j++)
-            if (z[j] > z[arg]) arg = j;
-        float mx = z[arg], sum = 0.0f;
-        for (int j = 0; j < cols; j++) sum += expf(z[j] - mx);
-        loss += (double)(logf(sum) + mx - z[labels[i]]);
-        ok += arg == labels[i];
-        if (dlogits)
-            for (int j = 0; j < cols; j++)
-                dlogits[(size_t)i * cols + j] = (expf(z[j] - mx) / sum - (j == labels[i])) * scale;
+        int hit;
+        loss += (double)xent_row(logits + (size_t)i * cols, cols, labels[i], scale,
+                                 dlogits ? dlogits + (size_t)i * cols : NULL, &hit);
+        ok += hit;
     }
     *correct = ok;
     return loss;
