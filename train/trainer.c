@@ -2,6 +2,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,38 +502,30 @@ struct xfer {
 
 static int exchange(struct trainer *t, const struct xfer *x)
 {
-    int ops = 0, next = t->prank + 1, prev = t->prank - 1;
-    const char *part[4];           /* what moved, for the trace: "send act + recv grad" */
+    /* activations go to the next stage, gradients to the previous one */
+    const struct { float *buf; int mb; bool send, to_next; const char *what; } op[4] = {
+        { x->send_act, x->send_act_mb, true, true, "send act" },
+        { x->recv_act, x->recv_act_mb, false, false, "recv act" },
+        { x->send_grad, x->send_grad_mb, true, false, "send grad" },
+        { x->recv_grad, x->recv_grad_mb, false, true, "recv grad" },
+    };
+    char name[64] = "";   /* what moved, for the trace: "send act + recv grad" */
     size_t bytes = 0;
     double t0 = span_start(t);
     LOOM_TRY(t, loom_group_start());
-    if (x->send_act && !last_stage(t) && t->slot[x->send_act_mb].rows) {
-        size_t n = out_count(t, &t->slot[x->send_act_mb]);
-        LOOM_TRY(t, loom_send(x->send_act, n, LOOM_FLOAT32, next, t->pp, NULL));
-        part[ops++] = "send act", bytes += n * 4;
-    }
-    if (x->recv_act && !first_stage(t) && t->slot[x->recv_act_mb].rows) {
-        size_t n = in_count(t, &t->slot[x->recv_act_mb]);
-        LOOM_TRY(t, loom_recv(x->recv_act, n, LOOM_FLOAT32, prev, t->pp, NULL));
-        part[ops++] = "recv act", bytes += n * 4;
-    }
-    if (x->send_grad && !first_stage(t) && t->slot[x->send_grad_mb].rows) {
-        size_t n = in_count(t, &t->slot[x->send_grad_mb]);
-        LOOM_TRY(t, loom_send(x->send_grad, n, LOOM_FLOAT32, prev, t->pp, NULL));
-        part[ops++] = "send grad", bytes += n * 4;
-    }
-    if (x->recv_grad && !last_stage(t) && t->slot[x->recv_grad_mb].rows) {
-        size_t n = out_count(t, &t->slot[x->recv_grad_mb]);
-        LOOM_TRY(t, loom_recv(x->recv_grad, n, LOOM_FLOAT32, next, t->pp, NULL));
-        part[ops++] = "recv grad", bytes += n * 4;
+    for (int i = 0; i < 4; i++) {
+        const struct slot *sl = &t->slot[op[i].mb];
+        if (!op[i].buf || (op[i].to_next ? last_stage(t) : first_stage(t)) || sl->rows == 0) continue;
+        size_t n = op[i].to_next ? out_count(t, sl) : in_count(t, sl);
+        int peer = t->prank + (op[i].to_next ? 1 : -1);
+        LOOM_TRY(t, op[i].send ? loom_send(op[i].buf, n, LOOM_FLOAT32, peer, t->pp, NULL)
+                               : loom_recv(op[i].buf, n, LOOM_FLOAT32, peer, t->pp, NULL));
+        if (t->c.trace)
+            snprintf(name + strlen(name), sizeof name - strlen(name), "%s%s", name[0] ? " + " : "", op[i].what);
+        bytes += n * sizeof(float);
     }
     LOOM_TRY(t, loom_group_end());
-    if (ops && t->c.trace) {
-        char name[64] = "";
-        for (int i = 0; i < ops; i++)
-            snprintf(name + strlen(name), sizeof name - strlen(name), "%s%s", i ? " + " : "", part[i]);
-        span_end(t, name, "pp", -1, t0, bytes);
-    }
+    if (bytes) span_end(t, name, "pp", -1, t0, bytes);
     return 0;
 }
 
