@@ -27,7 +27,7 @@
 #include "loom.h"
 #include "schedule.h"
 
-#define NTHREADS 512
+#define NTHREADS CUDA_THREADS
 #define UNROLL 4
 
 
@@ -161,19 +161,18 @@ struct kctx {
 };
 
 /* Stop the kernel with code (the first code wins; the host reads the details). A
-   mismatched slot also records its meta (got) against what this step wanted. */
-__device__ void raise_flag(const kctx &x, int code, int step, bool sending, uint32_t got_bytes = 0,
-                           uint32_t got_seq = 0, uint32_t want_bytes = 0)
+   mismatched slot also records its meta (got) beside what this rank wanted. */
+__device__ void raise_flag(const kctx &x, int code, int step, bool sending, const dmeta *got = NULL,
+                           uint32_t want_bytes = 0)
 {
     struct dstatus *s = x.p.status;
     if (atomicCAS((int *)&s->flag, 0, code) == 0) {
         s->step = step;
         s->sending = sending;
         s->channel = x.ch;
-        s->got_bytes = got_bytes;
-        s->got_seq = got_seq;
-        s->want_bytes = want_bytes;
-        s->want_seq = x.p.seq;
+        if (got) s->got = *got;
+        s->want = x.p.meta;
+        s->want.bytes = want_bytes;
     }
     __threadfence_system();
 }
@@ -198,21 +197,32 @@ __device__ __forceinline__ char *slot(const kctx &x, char *q, uint32_t i)
     return q + CUDA_CTRL_BYTES + (uint64_t)(i & (x.p.nslots - 1)) * x.p.slot_bytes;
 }
 
+__device__ __forceinline__ bool same_call(const kctx &x, const dmeta &g, uint32_t want_bytes)
+{
+    return g.bytes == want_bytes && g.seq == x.p.meta.seq && g.kind == x.p.meta.kind &&
+           g.count == x.p.meta.count && g.root == x.p.meta.root;
+}
+
 /* Is the meta of the slot at h what this step expects? Else raise the flag. */
 __device__ bool meta_ok(const kctx &x, char *rq, uint32_t h, uint32_t want_bytes, int step)
 {
-    const uint32_t *m = (const uint32_t *)(rq + CUDA_OFF_META) + 2 * (h & (x.p.nslots - 1));
-    uint32_t gb = __ldcg(m), gs = __ldcg(m + 1);
-    if (gb == want_bytes && gs == x.p.seq) return true;
-    raise_flag(x, LOOM_ERR_INVALID_ARGUMENT, step, false, gb, gs, want_bytes);
+    const dmeta *m = (const dmeta *)(rq + CUDA_OFF_META) + (h & (x.p.nslots - 1));
+    dmeta g;
+    g.bytes = __ldcg(&m->bytes);
+    g.kind = __ldcg(&m->kind);
+    g.count = __ldcg((const unsigned long long *)&m->count);
+    g.seq = __ldcg(&m->seq);
+    g.root = __ldcg(&m->root);
+    if (same_call(x, g, want_bytes)) return true;
+    raise_flag(x, LOOM_ERR_INVALID_ARGUMENT, step, false, &g, want_bytes);
     return false;
 }
 
 __device__ __forceinline__ void post(const kctx &x, char *sq, uint32_t t, uint32_t bytes)
 {
-    uint32_t *m = (uint32_t *)(sq + CUDA_OFF_META) + 2 * (t & (x.p.nslots - 1));
-    m[0] = bytes;
-    m[1] = x.p.seq;
+    dmeta *m = (dmeta *)(sq + CUDA_OFF_META) + (t & (x.p.nslots - 1));
+    *m = x.p.meta;
+    m->bytes = bytes;
     st_release(sq + CUDA_OFF_TAIL, t + 1);
 }
 
@@ -224,6 +234,143 @@ __device__ __forceinline__ void share(const kctx &x, uint64_t bytes, uint64_t &l
     lo = (ch * base + (ch < extra ? ch : extra)) * 16;
     hi = lo + (base + (ch < extra ? 1 : 0)) * 16;
     if (ch == (uint64_t)x.p.nchan - 1) hi = bytes;
+}
+
+/* ---- the LL protocol (exec_cuda.h) ---- */
+
+__device__ __forceinline__ char *ll_slot(const kctx &x, char *q, uint32_t i)
+{
+    return q + CUDA_CTRL_BYTES + (uint64_t)x.p.nslots * x.p.slot_bytes + (uint64_t)(i % CUDA_LL_SLOTS) * CUDA_LL_SLOT_BYTES;
+}
+
+/* One line: 8 bytes of data and the flag twice, in one 16-byte store. */
+__device__ __forceinline__ void ll_store(char *line, uint64_t v, uint32_t flag)
+{
+    asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(line), "r"((uint32_t)v), "r"(flag),
+                 "r"((uint32_t)(v >> 32)), "r"(flag) : "memory");
+}
+
+/* The line's 8 bytes once both its flags are `flag`; false: gave up (the flag word is
+   raised: abort, a peer's failure, or this thread's timeout). Any thread. */
+__device__ __forceinline__ bool ll_load(const kctx &x, const char *line, uint32_t flag, uint64_t &v, int step)
+{
+    uint32_t d0, f0, d1, f1, polls = 0;
+    for (;;) {
+        asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(d0), "=r"(f0), "=r"(d1), "=r"(f1) : "l"(line) : "memory");
+        if (f0 == flag && f1 == flag) break;
+        if (!keep_waiting(x, polls, step, false)) return false;
+    }
+    v = (uint64_t)d1 << 32 | d0;
+    return true;
+}
+
+/* Up to 8 bytes of a user buffer (nb: 8, or the tail of the step), little-endian. */
+__device__ __forceinline__ uint64_t ld8(const char *p, uint32_t nb)
+{
+    if (nb == 8 && ((uintptr_t)p & 7) == 0) return __ldcg((const unsigned long long *)p);
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < nb; i++) v |= (uint64_t)(unsigned char)p[i] << (8 * i);
+    return v;
+}
+__device__ __forceinline__ void st8(char *p, uint64_t v, uint32_t nb)
+{
+    if (nb == 8 && ((uintptr_t)p & 7) == 0) {
+        *(unsigned long long *)p = v;
+        return;
+    }
+    for (uint32_t i = 0; i < nb; i++) p[i] = (char)(v >> (8 * i));
+}
+
+/* a op b on the elements of 8 bytes (a partial word is zero-padded; its padding is
+   computed and never stored) */
+template <typename F> __device__ __forceinline__ uint64_t vop8(uint64_t a, uint64_t b)
+{
+    typedef typename F::S S;
+    const int n = 8 / sizeof(S);
+    S x[n], y[n];
+    memcpy(x, &a, 8);
+    memcpy(y, &b, 8);
+#pragma unroll
+    for (int i = 0; i < n; i++) x[i] = F::f(x[i], y[i]);
+    memcpy(&a, x, 8);
+    return a;
+}
+
+/* Every thread: wait for the slot's header lines and check them against this call. */
+__device__ bool ll_meta_ok(const kctx &x, const char *is, uint32_t flag, uint32_t want_bytes, int step)
+{
+    uint64_t w[CUDA_LL_HDR];
+    for (int i = 0; i < CUDA_LL_HDR; i++)
+        if (!ll_load(x, is + 16 * i, flag, w[i], step)) return false;
+    dmeta g;
+    g.bytes = (uint32_t)w[0];
+    g.seq = (uint32_t)(w[0] >> 32);
+    g.kind = (uint32_t)w[1];
+    g.root = (int32_t)(w[1] >> 32);
+    g.count = w[2];
+    if (same_call(x, g, want_bytes)) return true;
+    if (threadIdx.x == 0) raise_flag(x, LOOM_ERR_INVALID_ARGUMENT, step, false, &g, want_bytes);
+    return false;
+}
+
+/* A send/recv step under LL: slots of CUDA_LL_DATA bytes, thread i carries bytes
+   [8i, 8i + 8) of each. Same primitives, same element order as run_step. */
+template <typename F> __device__ bool run_step_ll(const kctx &x, const struct dstep &st, int idx)
+{
+    __shared__ uint32_t s_h, s_t;
+    __shared__ int s_go;
+    uint64_t lo, hi;
+    share(x, st.bytes, lo, hi);
+    char *rq = chan(x, st.recvq), *sq = chan(x, st.sendq);
+    const bool red = st.prim == PRIM_RECV_REDUCE_SEND || st.prim == PRIM_RECV_REDUCE_COPY_SEND ||
+                     st.prim == PRIM_RECV_REDUCE_COPY;
+    const bool to_dst = st.prim != PRIM_SEND && st.prim != PRIM_RECV_REDUCE_SEND;
+    for (uint64_t off = lo; off < hi;) {
+        uint32_t n = hi - off < CUDA_LL_DATA ? (uint32_t)(hi - off) : CUDA_LL_DATA;
+        if (threadIdx.x == 0) {          /* room to write (the reader needs no wait here) */
+            int go = 1;
+            uint32_t polls = 0;
+            if (rq) s_h = ld_own(rq + CUDA_OFF_LL_HEAD);
+            if (sq) {
+                uint32_t t = ld_own(sq + CUDA_OFF_LL_TAIL);
+                while (t - ld_acquire(sq + CUDA_OFF_LL_HEAD) >= CUDA_LL_SLOTS && (go = keep_waiting(x, polls, idx, true))) {}
+                s_t = t;
+            }
+            s_go = go;
+        }
+        __syncthreads();
+        if (!s_go) return false;
+        const char *is = rq ? ll_slot(x, rq, s_h) : NULL;
+        char *os = sq ? ll_slot(x, sq, s_t) : NULL;
+        bool ok = is == NULL || ll_meta_ok(x, is, s_h + 1, n, idx);
+        uint32_t b = threadIdx.x * 8;
+        if (ok && b < n) {
+            uint32_t nb = n - b < 8 ? n - b : 8;
+            uint64_t v = 0;
+            if (is) {
+                ok = ll_load(x, is + 16 * (CUDA_LL_HDR + threadIdx.x), s_h + 1, v, idx);
+                if (red) v = vop8<F>(v, ld8(st.src + off + b, nb));
+            } else {
+                v = ld8(st.src + off + b, nb);
+            }
+            if (ok && to_dst) st8(st.dst + off + b, v, nb);
+            if (ok && os) ll_store(os + 16 * (CUDA_LL_HDR + threadIdx.x), v, s_t + 1);
+        }
+        if (ok && os && threadIdx.x < CUDA_LL_HDR) {
+            const dmeta &m = x.p.meta;
+            uint64_t w = threadIdx.x == 0 ? (uint64_t)m.seq << 32 | n
+                       : threadIdx.x == 1 ? (uint64_t)(uint32_t)m.root << 32 | m.kind : m.count;
+            ll_store(os + 16 * threadIdx.x, w, s_t + 1);
+        }
+        if (__syncthreads_or(!ok)) return false;
+        if (threadIdx.x == 0) {
+            if (rq) st_release(rq + CUDA_OFF_LL_HEAD, s_h + 1);   /* every line read */
+            if (sq) *(volatile uint32_t *)(sq + CUDA_OFF_LL_TAIL) = s_t + 1;
+        }
+        off += n;
+    }
+    return true;
 }
 
 /* ---- one sequential step ---- */
@@ -244,6 +391,7 @@ template <typename F> __device__ bool run_step(const kctx &x, const struct dstep
         __syncthreads();
         return true;
     }
+    if (st.proto == PROTO_LL) return run_step_ll<F>(x, st, idx);
     char *rq = chan(x, st.recvq), *sq = chan(x, st.sendq);
     for (uint64_t off = lo; off < hi;) {
         uint64_t n = hi - off < x.p.slot_bytes ? hi - off : x.p.slot_bytes;

@@ -2,17 +2,36 @@
  * (algos/exec_cuda.cu). Plain C, read by both compilers.
  *
  * The device FIFO of one link, one per channel (a channel is one thread block running
- * the whole schedule on its share of every step). It lives in the receiver's device
- * memory; the sender maps it through CUDA IPC. Layout of one channel (offset/size):
- *  offset       size     field
- *  0            4        tail     slots posted by the sender (wrapping u32)
- *  128          4        head     slots consumed by the receiver (wrapping u32)
- *  256          8*K      meta[K]  per slot: bytes, call number (seq)
- *  4096         K*S      slots    slot i at 4096 + i*S
+ * the whole schedule on its share of every step). It lives where both ends can reach
+ * it: the receiver's device memory (cuda_ipc), or pinned host memory mapped into both
+ * GPUs when they cannot reach each other (LOOM_CUDA_FIFO=host forces it). Its control
+ * block has the host FIFO's layout (transport.h, struct fifo_ctrl: tail, head and the
+ * 24-byte slot meta at the same offsets), so one header describes both. One channel
+ * (offset/size):
+ *  offset        size      field
+ *  0             4         tail     simple slots posted by the sender (wrapping u32)
+ *  64            4         head     simple slots consumed by the receiver
+ *  192           24*K      meta[K]  per slot: struct dmeta
+ *  2048          4         ll_tail  LL slots written by the sender (only it reads it)
+ *  2176          4         ll_head  LL slots consumed by the receiver
+ *  4096          K*S       simple slots, slot i at 4096 + i*S
+ *  4096+K*S      L*LLS     LL slots (L = CUDA_LL_SLOTS of CUDA_LL_SLOT_BYTES)
  * Channel ch starts at ch * cuda_chan_bytes(K, S). Only the owner of a counter writes
  * it (tail: sender, head: receiver), with a release store after the data; the other
  * side polls it with acquire loads. The counters persist across calls, so a kernel
  * reads its own counter at the start of each step and carries on from there.
+ *
+ * Two protocols (LOOM_PROTO; by step size otherwise):
+ *  simple  a slot of S bytes is written, fenced, then published by bumping tail; the
+ *          receiver polls tail. Full bandwidth, two round trips of latency per slot.
+ *  LL      (low latency) a slot is CUDA_LL_HDR header lines and CUDA_LL_LINES data
+ *          lines of 16 bytes: {data0, flag, data1, flag}, 8 bytes of data per line
+ *          written with one 16-byte store; flag is the slot's number + 1, so a line is
+ *          valid once both its flags say so (stores are atomic per 8 bytes at least)
+ *          and no fence or counter sits between the data and the reader. Half the
+ *          bandwidth; every thread of the receiving block polls its own line. The
+ *          header lines carry the slot's meta (struct dmeta), checked by every thread
+ *          before it uses its line. Flow control: ll_head, as head above.
  */
 #ifndef LOOM_EXEC_CUDA_H
 #define LOOM_EXEC_CUDA_H
@@ -25,12 +44,31 @@
 #define CUDA_MAX_TOGETHER 256      /* sends + recvs of one concurrent block */
 #define CUDA_CTRL_BYTES 4096
 #define CUDA_OFF_TAIL 0
-#define CUDA_OFF_HEAD 128
-#define CUDA_OFF_META 256
+#define CUDA_OFF_HEAD 64
+#define CUDA_OFF_META 192
+#define CUDA_OFF_LL_TAIL 2048
+#define CUDA_OFF_LL_HEAD 2176
+#define CUDA_THREADS 512           /* threads per block                            */
+#define CUDA_LL_HDR 3              /* header lines: {bytes, seq} {kind, root} {count} */
+#define CUDA_LL_LINES CUDA_THREADS /* data lines per LL slot: one per thread       */
+#define CUDA_LL_DATA (CUDA_LL_LINES * 8)                 /* payload of an LL slot  */
+#define CUDA_LL_SLOT_BYTES ((CUDA_LL_HDR + CUDA_LL_LINES) * 16)
+#define CUDA_LL_SLOTS 8
+
+enum { PROTO_SIMPLE = 0, PROTO_LL = 1 };
+
+/* The meta of a simple slot: struct slot_meta of transport.h, byte for byte. */
+struct dmeta {
+    uint32_t bytes;
+    uint32_t kind;                /* coll << 16 | dtype << 8 | op                     */
+    uint64_t count;
+    uint32_t seq;                 /* call number on the comm (0 for p2p)              */
+    int32_t root;
+};
 
 static inline size_t cuda_chan_bytes(uint32_t nslots, size_t slot_bytes)
 {
-    return CUDA_CTRL_BYTES + (size_t)nslots * slot_bytes;
+    return CUDA_CTRL_BYTES + (size_t)nslots * slot_bytes + (size_t)CUDA_LL_SLOTS * CUDA_LL_SLOT_BYTES;
 }
 
 /* One step of the schedule (algos/schedule.h), with its links resolved to the FIFO of
@@ -38,6 +76,8 @@ static inline size_t cuda_chan_bytes(uint32_t nslots, size_t slot_bytes)
 struct dstep {
     int32_t prim;
     int32_t together;
+    int32_t proto;                /* PROTO_SIMPLE or PROTO_LL (send/recv steps)       */
+    int32_t pad;
     char *sendq;
     char *recvq;
     const char *src;
@@ -53,8 +93,7 @@ struct dstatus {
     int32_t step;                 /* which step waited                                */
     int32_t sending;              /* 1: waited for room, 0: for data                  */
     int32_t channel;
-    uint32_t got_bytes, got_seq;  /* a mismatched slot's meta                         */
-    uint32_t want_bytes, want_seq;
+    struct dmeta got, want;       /* a mismatched slot's meta, and this rank's        */
 };
 
 /* One launch. */
@@ -63,7 +102,7 @@ struct dplan {
     int32_t nsteps;
     int32_t nchan;
     uint32_t nslots;              /* K, power of two                                  */
-    uint32_t seq;                 /* call number on this comm (0 for p2p)             */
+    struct dmeta meta;            /* what this call's slots carry (bytes: per slot)   */
     uint64_t slot_bytes;          /* S, multiple of 64                                */
     uint64_t chan_bytes;          /* cuda_chan_bytes(K, S)                            */
     uint64_t timeout_ns;          /* each block gives up after this long              */

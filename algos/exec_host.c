@@ -154,24 +154,30 @@ static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool send
 
 /* ---- slots ---- */
 
+loom_result_t meta_mismatch(struct loom_comm *c, int peer, const struct slot_meta *want, const struct slot_meta *got,
+                            const char *where)
+{
+    char name[128] = "a peer";
+    if (peer >= 0) comm_peer_name(c, peer, name, sizeof name);
+    comm_fail(c, LOOM_ERR_INVALID_ARGUMENT, true,
+              "mismatched calls%s: %s sent %s count %llu %s root %d (call #%u, %u bytes), but rank %d "
+              "is in %s count %llu %s root %d (call #%u, %u bytes); every rank must issue the same "
+              "collectives with the same arguments in the same order",
+              where, name, coll_name((enum coll)(got->kind >> 16)), (unsigned long long)got->count,
+              loom_dtype_name((loom_dtype_t)((got->kind >> 8) & 0xff)) ?: "?", got->root, got->seq,
+              got->bytes, c->rank, coll_name((enum coll)(want->kind >> 16)),
+              (unsigned long long)want->count, loom_dtype_name((loom_dtype_t)((want->kind >> 8) & 0xff)),
+              want->root, want->seq, want->bytes);
+    return LOOM_ERR_INVALID_ARGUMENT;
+}
+
 static loom_result_t check_meta(struct exec *x, struct loom_conn *conn, const struct slot_meta *want,
                                 const struct slot_meta *got)
 {
     if (got->kind == want->kind && got->count == want->count && got->seq == want->seq &&
         got->root == want->root && got->bytes == want->bytes)
         return LOOM_SUCCESS;
-    char name[128];
-    comm_peer_name(x->c, conn->peer, name, sizeof name);
-    comm_fail(x->c, LOOM_ERR_INVALID_ARGUMENT, true,
-              "mismatched calls: %s sent %s count %llu %s root %d (call #%u, %u bytes), but rank %d "
-              "is in %s count %llu %s root %d (call #%u, %u bytes); every rank must issue the same "
-              "collectives with the same arguments in the same order",
-              name, coll_name((enum coll)(got->kind >> 16)), (unsigned long long)got->count,
-              loom_dtype_name((loom_dtype_t)((got->kind >> 8) & 0xff)) ?: "?", got->root, got->seq,
-              got->bytes, x->c->rank, coll_name((enum coll)(want->kind >> 16)),
-              (unsigned long long)want->count, loom_dtype_name((loom_dtype_t)((want->kind >> 8) & 0xff)),
-              want->root, want->seq, want->bytes);
-    return LOOM_ERR_INVALID_ARGUMENT;
+    return meta_mismatch(x->c, conn->peer, want, got, "");
 }
 
 static void post(struct loom_conn *conn, const struct slot_meta *m)
@@ -314,6 +320,15 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
 
 /* ---- entry ---- */
 
+struct slot_meta call_meta(struct loom_comm *c, const struct loom_op *op)
+{
+    return (struct slot_meta){
+        .kind = op->coll == COLL_P2P ? (uint32_t)COLL_P2P << 16
+              : (uint32_t)op->coll << 16 | (uint32_t)op->dt << 8 | (uint32_t)op->op,
+        .count = op->count, .seq = op->coll == COLL_P2P ? 0 : ++c->coll_seq, .root = op->root,
+    };
+}
+
 loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
 {
     struct sched s;
@@ -323,11 +338,7 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
         return loom_set_error(c, r, "cannot build the %s schedule: %s", coll_name(op->coll), loom_strerror(r));
     struct exec x = { .c = c, .op = op };
     x.stream_out = op->count * loom_dtype_size(op->dt) >= STREAM_OUT_BYTES;
-    x.meta.kind = op->coll == COLL_P2P ? (uint32_t)COLL_P2P << 16
-                : (uint32_t)op->coll << 16 | (uint32_t)op->dt << 8 | (uint32_t)op->op;
-    x.meta.count = op->count;
-    x.meta.seq = op->coll == COLL_P2P ? 0 : ++c->coll_seq;
-    x.meta.root = op->root;
+    x.meta = call_meta(c, op);
     LOOM_TRACE(LOOM_SUB_COLL, "%s count %zu %s: %d steps", coll_name(op->coll), op->count,
                loom_dtype_name(op->dt), s.n);
     for (int i = 0; i < s.n && r == LOOM_SUCCESS; i++) {

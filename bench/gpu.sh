@@ -43,6 +43,8 @@ P="$B/tools/loomrun"
 if [ "$phase" = quick ]; then
     step cuda-coll-r1 120 $T coll 1 quick
     step cuda-coll-r2 300 $T coll 2 quick
+    step cuda-coll-r2-ll 300 env LOOM_PROTO=ll $T coll 2 quick
+    step cuda-coll-r2-hostfifo 300 env LOOM_CUDA_FIFO=host $T coll 2 quick
     step cuda-stream-r2 120 $T stream 2
     step cuda-fail-kill 60 $T kill
     step cuda-fail-timeout 60 $T timeout
@@ -54,6 +56,12 @@ elif [ "$phase" = tests ]; then
     for n in 1 2 3 4 8; do step cuda-coll-r$n 120 $T coll $n; done
     step cuda-coll-r4-big 150 $T coll 4 big
     step cuda-stream-r3 60 $T stream 3
+    step cuda-coll-r3-ll 120 env LOOM_PROTO=ll $T coll 3
+    step cuda-coll-r3-simple 120 env LOOM_PROTO=simple $T coll 3
+    step cuda-coll-r4-hostfifo 120 env LOOM_CUDA_FIFO=host $T coll 4 quick
+    step cuda-threads-r4 120 $T threads 4
+    step cuda-threads-r3-hostfifo 120 env LOOM_CUDA_FIFO=host $T threads 3
+    step cuda-mismatch 120 $T mismatch
     for c in kill timeout abort; do step cuda-fail-$c 60 $T $c; done
     step memcheck 100 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 1 $T coll 2 quick
     step racecheck 100 compute-sanitizer --tool racecheck --report-api-errors no --error-exitcode 1 $T coll 1 quick

@@ -254,6 +254,10 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     me.cuda_nchan = nchan < 1 ? 1 : nchan > CUDA_MAX_CHANNELS ? CUDA_MAX_CHANNELS : (uint32_t)nchan;
     me.cuda_nslots = geometry_nslots("LOOM_CUDA_NSLOTS", CUDA_MAX_SLOTS);
     me.cuda_slot_bytes = geometry_slot_bytes("LOOM_CUDA_SLOT_BYTES", 4096);
+    const char *proto = loom_env_str("LOOM_PROTO");
+    me.cuda_proto = strcmp(proto, "simple") == 0 ? PROTO_SIMPLE : strcmp(proto, "ll") == 0 ? PROTO_LL : -1;
+    if (proto[0] && me.cuda_proto < 0)
+        LOOM_WARN(LOOM_SUB_ENV, "LOOM_PROTO='%s' unknown (want simple or ll); choosing by size", proto);
     r = net_pick_interface(&me.addr, ifname, sizeof ifname, err, sizeof err);
     if (r == LOOM_SUCCESS) r = net_listen(&me.addr, &c->listen_fd, err, sizeof err);
     if (r != LOOM_SUCCESS) goto out_free;

@@ -5,8 +5,10 @@
  * status word in mapped pinned memory that every kernel polls and the host raises on
  * failure (struct dstatus), and its cuda_ipc links (transport/cuda_ipc.c).
  *
- * A call builds the same schedule as the host executor (algos/schedule.c), resolves
- * each step's links to device FIFOs, copies the steps to the device and launches the
+ * A call builds the same schedule as the host executor (algos/schedule.c), picks its
+ * number of channels (thread blocks: one per 64 KiB, up to LOOM_CUDA_CHANNELS) and each
+ * step's protocol (LL or simple, exec_cuda.h), resolves each step's links to device
+ * FIFOs, copies the steps to the device and launches the
  * executor (algos/exec_cuda.cu) on the caller's stream, after an event wait on the
  * comm's previous launch so one comm's kernels run in issue order whatever streams
  * they were issued on. Then avg's division, a host function that turns a failed
@@ -21,11 +23,13 @@
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_ipc.h"
+#include "exec.h"
 #include "exec_cuda.h"
 #include "log.h"
 
@@ -44,7 +48,8 @@ struct cuda_comm {
     struct cuda_link **send, **recv;   /* (nranks), opened on first use             */
     uint32_t nslots;
     size_t slot_bytes;
-    int nchan;
+    int nchan;                     /* most channels a call uses                    */
+    int proto;                     /* LOOM_PROTO: -1 by size, else PROTO_*         */
 };
 
 /* ---- memory kinds ---- */
@@ -123,6 +128,7 @@ static loom_result_t comm_state(struct loom_comm *c, int device, struct cuda_com
     g->nchan = (int)c->peers[0].cuda_nchan;           /* one geometry for the whole comm */
     g->nslots = c->peers[0].cuda_nslots;
     g->slot_bytes = c->peers[0].cuda_slot_bytes;
+    g->proto = c->peers[0].cuda_proto;
     if (g->send == NULL || g->recv == NULL) {
         free(g->send);
         free(g->recv);
@@ -208,18 +214,17 @@ static loom_result_t report_status(struct report *rp)
     int peer = rp->nsteps ? rp->peer_of_step[2 * step + (s->sending ? 0 : 1)] : -1;
     char name[128] = "?";
     if (peer >= 0) comm_peer_name(c, peer, name, sizeof name);
-    if (f == LOOM_ERR_INVALID_ARGUMENT)
-        comm_fail(c, LOOM_ERR_INVALID_ARGUMENT, true,
-                  "mismatched calls on the GPU: %s sent a slot of %u bytes of call #%u, but rank %d is in "
-                  "%s count %zu %s (call #%u, wants %u bytes); every rank must issue the same collectives "
-                  "with the same arguments in the same order",
-                  name, s->got_bytes, s->got_seq, c->rank, coll_name(rp->coll), rp->count,
-                  loom_dtype_name(rp->dt), s->want_seq, s->want_bytes);
-    else
+    if (f == LOOM_ERR_INVALID_ARGUMENT) {
+        struct slot_meta want, got;
+        memcpy(&want, &s->want, sizeof want);
+        memcpy(&got, &s->got, sizeof got);
+        meta_mismatch(c, peer, &want, &got, " on the GPU");
+    } else {
         comm_fail(c, (loom_result_t)f, true, "%s (count %zu, %s) on rank %d, GPU kernel channel %d: %s; it was %s %s",
                   coll_name(rp->coll), rp->count, loom_dtype_name(rp->dt), c->rank, s->channel,
                   f == LOOM_ERR_TIMEOUT ? "timed out" : loom_strerror((loom_result_t)f),
                   s->sending ? "sending to" : "receiving from", name);
+    }
     return (loom_result_t)atomic_load(&c->status);
 }
 
@@ -234,22 +239,62 @@ static void CUDART_CB report_cb(void *arg)
 
 /* ---- one call ---- */
 
+_Static_assert(sizeof(struct dmeta) == sizeof(struct slot_meta) &&
+               offsetof(struct dmeta, count) == offsetof(struct slot_meta, count) &&
+               offsetof(struct dmeta, seq) == offsetof(struct slot_meta, seq) &&
+               offsetof(struct dmeta, root) == offsetof(struct slot_meta, root), "dmeta is slot_meta");
+_Static_assert(CUDA_OFF_HEAD == offsetof(struct fifo_ctrl, head) && CUDA_OFF_META == offsetof(struct fifo_ctrl, meta),
+               "a device FIFO's control block is a host FIFO's");
+
+/* Channels of one call: enough that each carries CUDA_CHAN_MIN_BYTES, at most the
+   comm's. Every rank must get the same number (both ends of a link split every step
+   the same way), so it depends only on arguments every rank shares: a collective's
+   size; p2p and all-to-all (sizes differ per pair) use them all. */
+#define CUDA_CHAN_MIN_BYTES ((size_t)64 << 10)
+static int call_channels(const struct cuda_comm *g, const struct loom_op *o, int nranks)
+{
+    if (o->coll == COLL_P2P || o->coll == COLL_ALLTOALL) return g->nchan;
+    size_t bytes = o->count * loom_dtype_size(o->dt);
+    if (o->coll == COLL_ALLGATHER || o->coll == COLL_REDUCE_SCATTER) bytes *= (size_t)nranks;
+    size_t n = (bytes + CUDA_CHAN_MIN_BYTES - 1) / CUDA_CHAN_MIN_BYTES;
+    return n < 1 ? 1 : n > (size_t)g->nchan ? g->nchan : (int)n;
+}
+
+/* A step's protocol. LL for the send/recv steps of a collective up to CUDA_LL_MAX_BYTES
+   (the step's size is the same at both ends of each of its links). Never for p2p and
+   all-to-all: there one end may run a step alone and the other as part of a group,
+   which moves only simple slots. */
+#define CUDA_LL_MAX_BYTES ((uint64_t)64 << 10)
+static int step_proto(const struct cuda_comm *g, const struct loom_op *o, const struct step *st)
+{
+    if (o->coll == COLL_P2P || o->coll == COLL_ALLTOALL || st->together > 1) return PROTO_SIMPLE;
+    if (g->proto >= 0) return g->proto;
+    return st->bytes <= CUDA_LL_MAX_BYTES ? PROTO_LL : PROTO_SIMPLE;
+}
+
+/* The FIFO of one link, opened on first use. A receive link is opened (published,
+   never waiting) in one pass and finished (the sender's answer read) in a later one:
+   fifo NULL only opens. */
 static loom_result_t link_of(struct loom_comm *c, struct cuda_comm *g, int peer, bool is_send,
                              cudaStream_t s, char **fifo)
 {
     struct cuda_link **tab = is_send ? g->send : g->recv;
+    char err[320] = "", name[128];
+    loom_result_t r = LOOM_SUCCESS;
     if (tab[peer] == NULL) {
-        char err[320] = "", name[128];
         size_t bytes = (size_t)g->nchan * cuda_chan_bytes(g->nslots, g->slot_bytes);
-        loom_result_t r = cuda_link_open(c, peer, is_send, bytes, s, &tab[peer], err, sizeof err);
-        if (r != LOOM_SUCCESS) {
-            comm_peer_name(c, peer, name, sizeof name);
-            if (atomic_load(&c->status) == LOOM_SUCCESS)
-                comm_fail(c, r, true, "cannot connect the cuda_ipc link %s %s: %s", is_send ? "to" : "from", name, err);
-            return (loom_result_t)atomic_load(&c->status);
-        }
+        r = cuda_link_open(c, peer, is_send, bytes, s, &tab[peer], err, sizeof err);
     }
-    *fifo = tab[peer]->fifo;
+    if (r == LOOM_SUCCESS && fifo) {
+        r = cuda_link_finish(c, tab[peer], err, sizeof err);
+        *fifo = tab[peer]->fifo;
+    }
+    if (r != LOOM_SUCCESS) {
+        comm_peer_name(c, peer, name, sizeof name);
+        if (atomic_load(&c->status) == LOOM_SUCCESS)
+            comm_fail(c, r, true, "cannot connect the cuda_ipc link %s %s: %s", is_send ? "to" : "from", name, err);
+        return (loom_result_t)atomic_load(&c->status);
+    }
     return LOOM_SUCCESS;
 }
 
@@ -279,7 +324,8 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
         o.send = copy;
     }
     struct sched sch;
-    size_t chunk = (size_t)g->nchan * (g->nslots / 2) * g->slot_bytes;
+    int nchan = call_channels(g, &o, c->nranks);
+    size_t chunk = (size_t)nchan * (g->nslots / 2) * g->slot_bytes;
     r = sched_build(&sch, &o, c->rank, c->nranks, chunk, ALGO_RING);   /* direct needs host scratch */
     if (r != LOOM_SUCCESS) {
         if (copy) cudaFreeAsync(copy, s);
@@ -293,34 +339,40 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
         r = loom_set_error(c, LOOM_ERR_SYSTEM, "out of memory");
         goto out;
     }
-    /* receive links first: opening one never waits, opening a send link waits for the
-       peer's receive side, which the peer opens first too (no cycle) */
-    for (int pass = 0; pass < 2 && r == LOOM_SUCCESS; pass++)
+    /* Three passes: open the receive links (never waits), then the send links (waits
+       for each peer's receive side, which it opens first too), then finish the receive
+       links (waits for each sender's answer): no cycle of waits. */
+    for (int pass = 0; pass < 3 && r == LOOM_SUCCESS; pass++)
         for (int i = 0; i < sch.n && r == LOOM_SUCCESS; i++) {
             const struct step *st = &sch.steps[i];
             if (pass == 1) {
                 if (st->send_peer >= 0) r = link_of(c, g, st->send_peer, true, s, &ds[i].sendq);
                 continue;
             }
-            ds[i] = (struct dstep){ .prim = st->prim, .together = st->together, .src = st->src,
-                                    .dst = st->dst, .bytes = st->bytes };
+            if (pass == 2) {
+                if (st->recv_peer >= 0) r = link_of(c, g, st->recv_peer, false, s, &ds[i].recvq);
+                continue;
+            }
+            ds[i] = (struct dstep){ .prim = st->prim, .together = st->together, .proto = step_proto(g, &o, st),
+                                    .src = st->src, .dst = st->dst, .bytes = st->bytes };
             peers[2 * i] = st->send_peer;
             peers[2 * i + 1] = st->recv_peer;
             if (st->together > CUDA_MAX_TOGETHER)
                 r = loom_set_error(c, LOOM_ERR_INVALID_USAGE, "a group of %d sends and recvs on device "
                                    "buffers; at most %d per group", st->together, CUDA_MAX_TOGETHER);
             else if (st->recv_peer >= 0)
-                r = link_of(c, g, st->recv_peer, false, s, &ds[i].recvq);
+                r = link_of(c, g, st->recv_peer, false, s, NULL);
         }
     if (r != LOOM_SUCCESS) goto out;
 
+    struct slot_meta meta = call_meta(c, &o);
     struct dplan plan = {
-        .nsteps = sch.n, .nchan = g->nchan, .nslots = g->nslots,
-        .seq = o.coll == COLL_P2P ? 0 : ++c->coll_seq,
-        .slot_bytes = g->slot_bytes, .chan_bytes = cuda_chan_bytes(g->nslots, g->slot_bytes),
+        .nsteps = sch.n, .nchan = nchan, .nslots = g->nslots, .slot_bytes = g->slot_bytes,
+        .chan_bytes = cuda_chan_bytes(g->nslots, g->slot_bytes),
         .timeout_ns = (uint64_t)c->cfg.timeout_ms * 1000000u, .status = g->status_d,
         .dtype = o.dt, .op = o.op,
     };
+    memcpy(&plan.meta, &meta, sizeof meta);
     if (sch.n > 0) {
         void *dsteps = NULL;
         size_t bytes = sizeof *ds * (size_t)sch.n;

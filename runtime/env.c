@@ -60,6 +60,12 @@ static const struct loom_env_var table[] = {
       "device FIFO slots per link and channel, rounded up to a power of two from 2 to 64" },
     { "LOOM_CUDA_SLOT_BYTES", LOOM_ENV_SIZE, "512K",
       "bytes per device FIFO slot, a multiple of 64 from 4K to 64M; K, M, G suffixes" },
+    { "LOOM_PROTO", LOOM_ENV_STR, "",
+      "device buffers: simple (bulk slots), ll (low-latency lines: flag beside the data) or empty = by size "
+      "(ll for steps up to 64K); rank 0's setting holds for the communicator" },
+    { "LOOM_CUDA_FIFO", LOOM_ENV_STR, "",
+      "device buffers on one host: empty = the receiver's GPU memory where the sender's GPU can reach it, "
+      "else pinned host memory; host forces pinned host memory (the sender's setting holds for its links)" },
 
     /* launch (loom_comm_init_env; tools/loomrun sets the first four) */
     { "LOOM_RANK", LOOM_ENV_INT, "-1",

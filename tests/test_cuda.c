@@ -1,11 +1,17 @@
 /* test_cuda.c: collectives on device buffers, ranks as processes sharing GPU 0.
- *   test_cuda coll N [big]   every collective and dtype (all-reduce: every op; reduce
- *                            and reduce-scatter: sum and prod), in and out of place: the
+ *   test_cuda coll N [big]   every collective, dtype and reduction op, in and out of place: the
  *                            device result must equal, bit for bit, the host executor's
  *                            on the same inputs (small integers: exact in every dtype,
  *                            so any misrouted or unreduced chunk shows); big: sizes up
  *                            to 256 MiB for float32 sum
  *   test_cuda coll N quick   a reduced set (3 dtypes, 2 ops, 3 sizes) for compute-sanitizer
+ *   test_cuda threads N      the quick set with the N ranks as threads of one process
+ *                            (the FIFO of a peer in the same process is used directly)
+ *   (coll and threads run under LOOM_PROTO=ll|simple and LOOM_CUDA_FIFO=host too, see
+ *    tests/meson.build: both protocols at every size, and FIFOs in pinned host memory)
+ *   test_cuda mismatch       ranks pass another op or count: every rank's call fails
+ *                            with INVALID_ARGUMENT and "mismatched calls on the GPU",
+ *                            for a small (LL) and a large (simple) message
  *   test_cuda stream N       calls on a wrapped CUDA stream return before completion and
  *                            are ordered on it; mixed host/device buffers are refused
  *   test_cuda kill           a peer dies while a kernel waits for it: the kernel stops,
@@ -16,6 +22,7 @@
  * Exits 77 (skip) where no GPU can be used. The parent never touches CUDA (a forked
  * child could not use it afterwards): a child process looks for the GPU. */
 #include <cuda_runtime_api.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -149,7 +156,7 @@ static int coll_body(loom_comm_t comm, int rank, int n, void *arg)
     for (int coll = 0; coll < NCOLL; coll++) {
         bool red = coll == C_ALLREDUCE || coll == C_REDUCE || coll == C_REDUCE_SCATTER;
         for (int dt = 0; dt < LOOM_NUM_DTYPES; dt++)
-            for (int op = 0; op < (coll == C_ALLREDUCE ? LOOM_NUM_OPS : red ? 2 : 1); op++)
+            for (int op = 0; op < (red ? LOOM_NUM_OPS : 1); op++)
                 for (size_t k = 0; k < sizeof small / sizeof *small; k++)
                     for (int ip = 0; ip < 2; ip++) {
                         if (quick && (op > 1 || (dt != LOOM_INT32 && dt != LOOM_FLOAT32 && dt != LOOM_BFLOAT16) ||
@@ -174,6 +181,75 @@ static int coll_body(loom_comm_t comm, int rank, int n, void *arg)
     free(hs);
     free(out);
     return fails != 0;
+}
+
+/* ---- ranks as threads of one process ---- */
+
+struct thread_rank {
+    loom_id_t id;
+    int rank, n, rc;
+};
+
+static void *thread_main(void *arg)
+{
+    struct thread_rank *t = arg;
+    int rank = t->rank, quick = 2;
+    loom_comm_t comm;
+    t->rc = 1;
+    if (cudaSetDevice(0) != cudaSuccess) return NULL;
+    loom_result_t r = loom_comm_init(&comm, t->n, &t->id, rank);
+    if (r != LOOM_SUCCESS) {
+        fprintf(stderr, "thread rank %d: loom_comm_init: %s\n", rank, loom_strerror(r));
+        return NULL;
+    }
+    t->rc = coll_body(comm, rank, t->n, &quick);
+    if (loom_comm_destroy(comm) != LOOM_SUCCESS) t->rc = 1;
+    return NULL;
+}
+
+static int run_threads(int n)
+{
+    struct thread_rank t[16];
+    pthread_t th[16];
+    loom_id_t id;
+    if (n < 1 || n > 16 || loom_get_id(&id) != LOOM_SUCCESS) return 1;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        t[i] = (struct thread_rank){ .id = id, .rank = i, .n = n };
+        if (pthread_create(&th[i], NULL, thread_main, &t[i]) != 0) return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        rc |= t[i].rc;
+    }
+    return rc;
+}
+
+/* ---- mismatched calls ---- */
+
+struct mismatch_case {
+    const char *what;
+    size_t count[2];            /* rank 1's, the others' */
+    loom_op_t op[2];
+};
+
+static int mismatch_body(loom_comm_t comm, int rank, int n, void *arg)
+{
+    (void)n;
+    const struct mismatch_case *m = arg;
+    int odd = rank == 1 ? 0 : 1;
+    CU(cudaSetDevice(0));
+    float *d;
+    CU(cudaMalloc((void **)&d, 2 * (m->count[0] > m->count[1] ? m->count[0] : m->count[1]) * sizeof *d));
+    CU(cudaMemset(d, 0, 2 * m->count[odd] * sizeof *d));
+    loom_result_t r = loom_allreduce(d, d + m->count[odd], m->count[odd], LOOM_FLOAT32, m->op[odd], comm, NULL);
+    printf("mismatch (%s): rank %d returned %s: %s\n", m->what, rank, loom_strerror(r), loom_last_error(comm));
+    fflush(stdout);
+    CHECK_EQ(r, LOOM_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(loom_last_error(comm), "mismatch") != NULL);
+    CHECK(loom_barrier(comm, NULL) != LOOM_SUCCESS);          /* broken from now on */
+    cudaFree(d);
+    return 0;
 }
 
 /* Calls on a wrapped CUDA stream; bad mixes refused. */
@@ -276,7 +352,7 @@ static int abort_wrap(loom_comm_t comm, int rank, int n, void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_cuda coll N [big|quick] | stream N | kill | timeout | abort\n");
+        fprintf(stderr, "usage: test_cuda coll N [big|quick] | threads N | stream N | mismatch | kill | timeout | abort\n");
         return 2;
     }
     if (!have_gpu()) {
@@ -290,6 +366,22 @@ int main(int argc, char **argv)
     struct run_opts o = { .timeout_s = 600 };
     if (strcmp(what, "coll") == 0) rc = run_ranks("coll", n, coll_body, &mode, &o);
     else if (strcmp(what, "stream") == 0) rc = run_ranks("stream", n, stream_body, NULL, &o);
+    else if (strcmp(what, "threads") == 0) rc = run_threads(n);
+    else if (strcmp(what, "mismatch") == 0) {
+        setenv("LOOM_TIMEOUT_MS", "10000", 1);   /* if loom cannot tell, the ranks time out */
+        o.timeout_s = 60;
+        static const struct mismatch_case cases[] = {
+            { "max on rank 1, sum elsewhere, 1000 floats", { 1000, 1000 }, { LOOM_MAX, LOOM_SUM } },
+            { "max on rank 1, sum elsewhere, 4M floats", { 4u << 20, 4u << 20 }, { LOOM_MAX, LOOM_SUM } },
+            { "count 200 on rank 1, 100 elsewhere", { 200, 100 }, { LOOM_SUM, LOOM_SUM } },
+            { "count 1M + 1 on rank 1, 1M elsewhere", { (1u << 20) + 1, 1u << 20 }, { LOOM_SUM, LOOM_SUM } },
+        };
+        rc = 0;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            rc |= run_ranks("mismatch", 2, mismatch_body, (void *)&cases[i], &o);
+            rc |= run_ranks("mismatch", 3, mismatch_body, (void *)&cases[i], &o);
+        }
+    }
     else {
         if (strcmp(what, "timeout") == 0) setenv("LOOM_TIMEOUT_MS", "1500", 1);
         o.timeout_s = 60;

@@ -107,6 +107,7 @@ struct loom_peer_info {          /* sent verbatim during bootstrap */
     uint32_t cuda_nchan;         /* device FIFO geometry wanted (rank 0's too)   */
     uint32_t cuda_nslots;
     uint32_t cuda_slot_bytes;
+    int32_t  cuda_proto;         /* LOOM_PROTO: -1 by size, else PROTO_* (rank 0's) */
 };
 
 struct loom_comm;
