@@ -45,6 +45,7 @@ if [ "$phase" = quick ]; then
     step cuda-coll-r2 300 $T coll 2 quick
     step cuda-coll-r2-ll 300 env LOOM_PROTO=ll $T coll 2 quick
     step cuda-coll-r2-hostfifo 300 env LOOM_CUDA_FIFO=host $T coll 2 quick
+    step cuda-coll-r2-tcp 300 env LOOM_TRANSPORT=tcp $T coll 2 quick
     step cuda-stream-r2 120 $T stream 2
     step cuda-fail-kill 60 $T kill
     step cuda-fail-timeout 60 $T timeout
@@ -62,6 +63,8 @@ elif [ "$phase" = tests ]; then
     step cuda-threads-r4 120 $T threads 4
     step cuda-threads-r3-hostfifo 120 env LOOM_CUDA_FIFO=host $T threads 3
     step cuda-mismatch 120 $T mismatch
+    step cuda-coll-r3-tcp 300 env LOOM_TRANSPORT=tcp $T coll 3 quick
+    step cuda-stream-r2-tcp 120 env LOOM_TRANSPORT=tcp $T stream 2
     for c in kill timeout abort; do step cuda-fail-$c 60 $T $c; done
     step memcheck 100 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 1 $T coll 2 quick
     step racecheck 100 compute-sanitizer --tool racecheck --report-api-errors no --error-exitcode 1 $T coll 1 quick

@@ -124,9 +124,9 @@ static const struct loom_transport *pick_transport(struct loom_comm *c, int peer
     return &loom_transport_tcp;
 }
 
-loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out)
+static loom_result_t conn_get(struct loom_comm *c, int peer, bool is_send, bool dev, struct loom_conn **out)
 {
-    struct loom_conn *_Atomic *tab = is_send ? c->send : c->recv;
+    struct loom_conn *_Atomic *tab = (is_send ? c->send : c->recv) + (dev ? c->nranks : 0);
     struct loom_conn *conn = atomic_load_explicit(&tab[peer], memory_order_acquire);
     if (conn) {
         *out = conn;
@@ -142,15 +142,15 @@ loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom
             r = LOOM_ERR_SYSTEM;
             snprintf(err, sizeof err, "out of memory");
         } else {
-            *conn = (struct loom_conn){ .peer = peer, .is_send = is_send, .comm = c,
-                                        .tp = pick_transport(c, peer) };
+            *conn = (struct loom_conn){ .peer = peer, .is_send = is_send, .dev = dev, .comm = c,
+                                        .tp = dev ? &loom_transport_tcp : pick_transport(c, peer) };
             r = is_send ? conn->tp->connect_send(conn, err, sizeof err)
                         : conn->tp->connect_recv(conn, err, sizeof err);
         }
         if (r == LOOM_SUCCESS) {
             atomic_store_explicit(&tab[peer], conn, memory_order_release);
-            LOOM_INFO(LOOM_SUB_INIT, "%s link %s rank %d connected", conn->tp->name,
-                      is_send ? "to" : "from", peer);
+            LOOM_INFO(LOOM_SUB_INIT, "%s link %s rank %d connected%s", conn->tp->name,
+                      is_send ? "to" : "from", peer, dev ? " (device buffers, staged)" : "");
         } else {
             free(conn);
             conn = NULL;
@@ -165,8 +165,19 @@ loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom
     for (int i = 0; i < 200 && r == LOOM_ERR_REMOTE && atomic_load(&c->status) == LOOM_SUCCESS; i++)
         usleep(1000);
     comm_peer_name(c, peer, name, sizeof name);
-    comm_fail(c, r, true, "cannot connect the link %s %s: %s", is_send ? "to" : "from", name, err);
+    comm_fail(c, r, true, "cannot connect the %slink %s %s: %s", dev ? "staged device " : "", is_send ? "to" : "from",
+              name, err);
     return (loom_result_t)atomic_load(&c->status);
+}
+
+loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out)
+{
+    return conn_get(c, peer, is_send, false, out);
+}
+
+loom_result_t comm_dev_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out)
+{
+    return conn_get(c, peer, is_send, true, out);
 }
 
 /* ---- init ---- */
@@ -209,7 +220,7 @@ static void teardown(struct loom_comm *c, bool orderly)
 {
     progress_stop(c->prog, orderly);
     cuda_comm_free(c);
-    for (int r = 0; r < c->nranks; r++) {
+    for (int r = 0; r < 2 * c->nranks; r++) {
         struct loom_conn *s = atomic_exchange(&c->send[r], NULL), *v = atomic_exchange(&c->recv[r], NULL);
         if (s) { s->tp->close(s); free(s); }
         if (v) { v->tp->close(v); free(v); }
@@ -234,8 +245,8 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     memcpy(c->secret, b->secret, 16);
     for (int i = 0; i < 8; i++) snprintf(c->tag + 2 * i, 3, "%02x", b->secret[i]);
     c->peers = calloc((size_t)nranks, sizeof *c->peers);
-    c->send = calloc((size_t)nranks, sizeof *c->send);
-    c->recv = calloc((size_t)nranks, sizeof *c->recv);
+    c->send = calloc(2 * (size_t)nranks, sizeof *c->send);
+    c->recv = calloc(2 * (size_t)nranks, sizeof *c->recv);
     c->peer_gone = calloc((size_t)nranks, sizeof *c->peer_gone);
     loom_log_set_rank(rank);
     read_config(&c->cfg);

@@ -41,8 +41,10 @@ struct loom_comm {
 
     /* ---- connections, created on first use (conn_lock) ---- */
     pthread_mutex_t conn_lock;
-    struct loom_conn *_Atomic *send;   /* (nranks) */
-    struct loom_conn *_Atomic *recv;   /* (nranks) */
+    struct loom_conn *_Atomic *send;   /* (2 nranks): [peer] host buffers, [nranks +  */
+    struct loom_conn *_Atomic *recv;   /* peer] device buffers staged over tcp        */
+    _Atomic int staged_calls;          /* device calls in flight over tcp-staged links:
+                                          the progress thread polls, never sleeps     */
 
     /* ---- failure: status is LOOM_SUCCESS until the comm breaks ---- */
     _Atomic int status;
@@ -70,6 +72,9 @@ void comm_ref(struct loom_comm *c);
 void comm_unref(struct loom_comm *c);
 /* The connection to/from peer, connecting it on first use. */
 loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out);
+/* The same for a device link staged through host memory over tcp (runtime/cuda.c):
+   its own socket and FIFO, which a CUDA kernel fills or drains. */
+loom_result_t comm_dev_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out);
 /* "rank 3 (host pid 1234)" */
 void comm_peer_name(const struct loom_comm *c, int peer, char *buf, size_t len);
 

@@ -30,6 +30,7 @@
 
 #include "cuda_ipc.h"
 #include "exec.h"
+#include "transport.h"
 #include "exec_cuda.h"
 #include "log.h"
 
@@ -50,6 +51,7 @@ struct cuda_comm {
     size_t slot_bytes;
     int nchan;                     /* most channels a call uses                    */
     int proto;                     /* LOOM_PROTO: -1 by size, else PROTO_*         */
+    bool staged;                   /* some links are staged over tcp (see comm_state) */
 };
 
 /* ---- memory kinds ---- */
@@ -129,6 +131,17 @@ static loom_result_t comm_state(struct loom_comm *c, int device, struct cuda_com
     g->nslots = c->peers[0].cuda_nslots;
     g->slot_bytes = c->peers[0].cuda_slot_bytes;
     g->proto = c->peers[0].cuda_proto;
+    /* A comm with links staged over tcp (ranks on several hosts, or LOOM_TRANSPORT=tcp):
+       the progress thread moves those FIFOs, one per link, with the host's geometry
+       (the tcp transport's), so every call uses one channel, simple slots of that
+       geometry, on every link alike (both ends of each link must agree). */
+    for (int r = 0; r < c->nranks; r++) g->staged |= cuda_link_staged(c, r);
+    if (g->staged) {
+        g->nchan = 1;
+        g->nslots = c->cfg.nslots;
+        g->slot_bytes = c->cfg.slot_bytes;
+        g->proto = PROTO_SIMPLE;
+    }
     if (g->send == NULL || g->recv == NULL) {
         free(g->send);
         free(g->recv);
@@ -199,6 +212,7 @@ struct report {
     loom_dtype_t dt;
     int *peer_of_step;      /* nsteps x 2: send peer, recv peer (for the message) */
     int nsteps;
+    bool staged;            /* counted in c->staged_calls until the kernel is done */
 };
 
 /* The kernel's flag -> comm_fail with what it waited for. No CUDA calls: it also runs
@@ -231,6 +245,7 @@ static loom_result_t report_status(struct report *rp)
 static void CUDART_CB report_cb(void *arg)
 {
     struct report *rp = arg;
+    if (rp->staged) atomic_fetch_sub(&rp->c->staged_calls, 1);
     report_status(rp);
     comm_unref(rp->c);
     free(rp->peer_of_step);
@@ -282,7 +297,9 @@ static loom_result_t link_of(struct loom_comm *c, struct cuda_comm *g, int peer,
     char err[320] = "", name[128];
     loom_result_t r = LOOM_SUCCESS;
     if (tab[peer] == NULL) {
-        size_t bytes = (size_t)g->nchan * cuda_chan_bytes(g->nslots, g->slot_bytes);
+        /* a staged link is the tcp FIFO: one channel, no LL slots (never used there) */
+        size_t bytes = cuda_link_staged(c, peer) ? fifo_map_bytes(g->nslots, g->slot_bytes)
+                                                 : (size_t)g->nchan * cuda_chan_bytes(g->nslots, g->slot_bytes);
         r = cuda_link_open(c, peer, is_send, bytes, s, &tab[peer], err, sizeof err);
     }
     if (r == LOOM_SUCCESS && fifo) {
@@ -313,6 +330,7 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
     struct loom_op o = *op;
     if (o.barrier) o.send = o.recv = g->scratch;
     void *copy = NULL;
+    bool counted = false;                  /* in c->staged_calls */
     if (o.coll == COLL_ALLTOALL && o.send == o.recv) {   /* in place: send from a copy */
         size_t bytes = o.count * loom_dtype_size(o.dt) * (size_t)c->nranks;
         CU(c, cudaMallocAsync(&copy, bytes, s));
@@ -380,6 +398,11 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
         /* from pageable memory: staged before the call returns, so ds may go now */
         CUR(cudaMemcpyAsync(dsteps, ds, bytes, cudaMemcpyHostToDevice, s));
         plan.steps = dsteps;
+        if (g->staged) {                   /* the progress thread polls till it is done */
+            atomic_fetch_add(&c->staged_calls, 1);
+            counted = true;
+            progress_kick(c->prog);
+        }
         CUR((cudaError_t)exec_cuda_launch(&plan, s));
         CUR(cudaFreeAsync(dsteps, s));
     }
@@ -387,7 +410,7 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
         (o.coll == COLL_ALLREDUCE || o.coll == COLL_REDUCE_SCATTER || (o.coll == COLL_REDUCE && c->rank == o.root)))
         CUR((cudaError_t)exec_cuda_div(o.recv, o.count, o.dt, c->nranks, s));
     *rp = (struct report){ .c = c, .g = g, .coll = o.coll, .count = o.count, .dt = o.dt,
-                           .peer_of_step = peers, .nsteps = sch.n };
+                           .peer_of_step = peers, .nsteps = sch.n, .staged = counted };
     peers = NULL;
     if (op->cuda_stream) {                 /* the host function reports and frees rp */
         comm_ref(c);
@@ -395,6 +418,7 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
         if (e != cudaSuccess) comm_unref(c);
         CUR(e);
         rp = NULL;
+        counted = false;                   /* report_cb counts it down */
     }
     CUR(cudaEventRecord(g->last, s));
     g->launched = true;
@@ -403,6 +427,7 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
         r = e != cudaSuccess ? cuda_fail(c, e, "the collective kernel") : report_status(rp);
     }
 out:
+    if (counted) atomic_fetch_sub(&c->staged_calls, 1);
     if (copy) cudaFreeAsync(copy, s);
     if (rp) free(rp->peer_of_step);
     free(rp);

@@ -3,8 +3,10 @@
  * It drives what executors cannot: tcp connections (slots <-> socket), the control
  * mesh (one socket to every peer: heartbeats, BYE on orderly destroy, ABORT with a
  * reason when a rank fails), and accepting connections on the rank's listener.
- * It never spins: it sleeps in poll() and executors kick it through an eventfd when
- * they post to or free a slot of a tcp FIFO while it sleeps.
+ * It does not spin: it sleeps in poll() and executors kick it through an eventfd when
+ * they post to or free a slot of a tcp FIFO while it sleeps. The exception: while a
+ * CUDA kernel drives a staged device link (comm->staged_calls), nothing kicks, so it
+ * polls those FIFOs without sleeping until the kernel is done.
  *
  * Control frame (fixed layout), followed by len bytes of text for CTRL_ABORT:
  *  offset size field
@@ -176,9 +178,9 @@ static void accept_one(struct loom_progress *p)
         pthread_mutex_unlock(&p->lock);
         return;
     }
-    if (h.kind == CONN_DATA) {
+    if (h.kind == CONN_DATA || h.kind == CONN_DATA_DEV) {
         char err[256];
-        if (tcp_attach_recv(c, h.src, fd, err, sizeof err) == LOOM_SUCCESS) return;
+        if (tcp_attach_recv(c, h.src, fd, h.kind == CONN_DATA_DEV, err, sizeof err) == LOOM_SUCCESS) return;
         comm_fail(c, LOOM_ERR_SYSTEM, true, "tcp data connection from rank %d: %s", h.src, err);
     } else {
         LOOM_WARN(LOOM_SUB_NET, "refused a duplicate connection (kind %u) from rank %d", h.kind, h.src);
@@ -364,7 +366,9 @@ static void *progress_main(void *arg)
                skipped by the executor, so look at the FIFOs once more. */
             did = conns_progress(p);
             int hb_ms = (int)((next_hb - net_now_ns()) / 1000000) + 1;
-            timeout = did ? 0 : (atomic_load(&p->stop) ? 5 : hb_ms);
+            /* a kernel posts and releases slots of staged device links without a
+               kick: poll them while one runs */
+            timeout = did || atomic_load(&c->staged_calls) > 0 ? 0 : (atomic_load(&p->stop) ? 5 : hb_ms);
         }
         int n = build_pollset(p, pf, &who);
         int rc = poll(pf, (nfds_t)n, timeout);

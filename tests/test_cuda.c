@@ -7,8 +7,9 @@
  *   test_cuda coll N quick   a reduced set (3 dtypes, 2 ops, 3 sizes) for compute-sanitizer
  *   test_cuda threads N      the quick set with the N ranks as threads of one process
  *                            (the FIFO of a peer in the same process is used directly)
- *   (coll and threads run under LOOM_PROTO=ll|simple and LOOM_CUDA_FIFO=host too, see
- *    tests/meson.build: both protocols at every size, and FIFOs in pinned host memory)
+ *   (coll and threads run under LOOM_PROTO=ll|simple, LOOM_CUDA_FIFO=host and
+ *    LOOM_TRANSPORT=tcp too, see tests/meson.build: both protocols at every size, FIFOs
+ *    in pinned host memory, and every link staged over tcp as across hosts)
  *   test_cuda mismatch       ranks pass another op or count: every rank's call fails
  *                            with INVALID_ARGUMENT and "mismatched calls on the GPU",
  *                            for a small (LL) and a large (simple) message

@@ -18,6 +18,10 @@
  * was the choice and frees its device one. Opening every receive link first, then
  * every send link, then finishing the receive links never waits in a cycle.
  *
+ * Peers on other hosts (or every peer, with LOOM_TRANSPORT=tcp) get a staged link
+ * instead: the FIFO of a tcp connection of its own (comm_dev_conn), registered with
+ * CUDA; the progress thread moves its slots over the socket (cuda_link_staged).
+ *
  * Record layout (offset/size):
  *  0    4    ready    0 while the receiver writes it, then 1 (release store)
  *  4    4    pid      the receiver's pid
@@ -42,6 +46,7 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "transport.h"
 #include "env.h"
 #include "log.h"
 
@@ -267,6 +272,36 @@ loom_result_t cuda_link_finish(struct loom_comm *c, struct cuda_link *l, char *e
     return r;
 }
 
+bool cuda_link_staged(const struct loom_comm *c, int peer)
+{
+    return c->cfg.force == 2 || c->peers[c->rank].host_id != c->peers[peer].host_id;
+}
+
+/* A staged link: the tcp FIFO of the comm's device link with peer, registered with
+   CUDA as mapped pinned memory. The progress thread moves its slots to or from the
+   socket; the kernel posts and releases them as it would on any FIFO. */
+static loom_result_t open_staged(struct loom_comm *c, struct cuda_link *l, int peer, bool is_send, char *err,
+                                 size_t errlen)
+{
+    loom_result_t r = comm_dev_conn(c, peer, is_send, &l->conn);
+    if (r != LOOM_SUCCESS) {
+        snprintf(err, errlen, "%s", loom_last_error(c));
+        return r;
+    }
+    struct fifo *f = &l->conn->fifo;
+    if (f->map_bytes != l->bytes) {
+        snprintf(err, errlen, "the tcp FIFO has %zu bytes, the kernel wants %zu", f->map_bytes, l->bytes);
+        return LOOM_ERR_INTERNAL;
+    }
+    l->host = (char *)f->ctrl;                 /* the conn's memory: tcp.c unmaps it */
+    cudaError_t e = cudaHostRegister(l->host, f->map_bytes, cudaHostRegisterMapped | cudaHostRegisterPortable);
+    if (e != cudaSuccess) return cerr(e, "cudaHostRegister of the tcp FIFO", err, errlen);
+    l->registered = true;
+    if ((e = cudaHostGetDevicePointer((void **)&l->fifo, l->host, 0)) != cudaSuccess)
+        return cerr(e, "cudaHostGetDevicePointer of the tcp FIFO", err, errlen);
+    return LOOM_SUCCESS;
+}
+
 loom_result_t cuda_link_open(struct loom_comm *c, int peer, bool is_send, size_t bytes, void *stream,
                              struct cuda_link **out, char *err, size_t errlen)
 {
@@ -275,25 +310,19 @@ loom_result_t cuda_link_open(struct loom_comm *c, int peer, bool is_send, size_t
         snprintf(err, errlen, "out of memory");
         return LOOM_ERR_SYSTEM;
     }
-    const struct loom_peer_info *me = &c->peers[c->rank], *p = &c->peers[peer];
-    if (me->host_id != p->host_id) {
-        snprintf(err, errlen, "the peer is on another host (%s); device buffers across hosts are not "
-                 "supported yet (they need tcp staging through pinned host memory)", p->host);
-        free(l);
-        return LOOM_ERR_INVALID_USAGE;
-    }
     int src = is_send ? c->rank : peer, dst = is_send ? peer : c->rank;
     snprintf(l->name, sizeof l->name, "/loom-%s-cu-%d-%d", c->tag, src, dst);
     snprintf(l->hname, sizeof l->hname, "/loom-%s-cuh-%d-%d", c->tag, src, dst);
     l->bytes = bytes;
-    loom_result_t r = is_send ? import(c, l, err, errlen) : publish(c, l, (cudaStream_t)stream, err, errlen);
+    loom_result_t r = cuda_link_staged(c, peer) ? open_staged(c, l, peer, is_send, err, errlen)
+                    : is_send ? import(c, l, err, errlen) : publish(c, l, (cudaStream_t)stream, err, errlen);
     if (r != LOOM_SUCCESS) {
         cuda_link_close(l);
         return r;
     }
-    LOOM_INFO(LOOM_SUB_INIT, "cuda_ipc link %s rank %d %s (%zu bytes%s)", is_send ? "to" : "from", peer,
-              is_send ? "connected" : "published", bytes,
-              l->host ? ", pinned host memory" : l->imported ? ", mapped" : "");
+    LOOM_INFO(LOOM_SUB_INIT, "cuda link %s rank %d %s (%zu bytes%s)", is_send ? "to" : "from", peer,
+              is_send || l->conn ? "connected" : "published", bytes,
+              l->conn ? ", staged over tcp" : l->host ? ", pinned host memory" : l->imported ? ", mapped" : "");
     *out = l;
     return LOOM_SUCCESS;
 }
@@ -308,7 +337,7 @@ void cuda_link_close(struct cuda_link *l)
     }
     if (l->imported) cudaIpcCloseMemHandle(l->fifo);
     if (l->registered) cudaHostUnregister(l->host);
-    if (l->host) munmap(l->host, l->host_bytes);
+    if (l->host && !l->conn) munmap(l->host, l->host_bytes);
     if (l->host_made) shm_unlink(l->hname);    /* a receiver that never came */
     cudaGetLastError();
     free(l);

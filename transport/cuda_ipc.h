@@ -1,7 +1,8 @@
 /* cuda_ipc.h: device FIFOs between ranks on one host (transport/cuda_ipc.c).
  * Not a struct loom_transport: that vtable's FIFOs are host memory driven by the host
- * executor; these are device memory read and written only by CUDA kernels
- * (algos/exec_cuda.cu), so they need nothing but opening and closing. */
+ * executor; these are read and written only by CUDA kernels (algos/exec_cuda.cu), so
+ * they need nothing but opening and closing. A staged link (another host) wraps the
+ * tcp transport's FIFO, which the progress thread drives. */
 #ifndef LOOM_CUDA_IPC_H
 #define LOOM_CUDA_IPC_H
 
@@ -20,7 +21,9 @@ struct cuda_link {
     bool imported;         /* sender: opened with cudaIpcOpenMemHandle              */
     bool pending;          /* receiver: published, the sender has not answered yet  */
     struct ipc_record *rec;    /* receiver: the record, mapped while pending        */
-    char *host;            /* pinned host FIFO: this process's mapping, else NULL   */
+    char *host;            /* FIFO in host memory: this process's mapping, or NULL  */
+    struct loom_conn *conn;    /* staged over tcp: the comm's device link (host is
+                                  its FIFO, freed with the comm, not here)          */
     size_t host_bytes;
     bool registered;       /* host is registered with CUDA                          */
     bool host_made;        /* sender: created the host FIFO's name                  */
@@ -35,6 +38,8 @@ struct cuda_link {
    The current device is the comm's. */
 loom_result_t cuda_link_open(struct loom_comm *c, int peer, bool is_send, size_t bytes, void *stream,
                              struct cuda_link **out, char *err, size_t errlen);
+/* Does the link with peer go through tcp staging (another host, or LOOM_TRANSPORT=tcp)? */
+bool cuda_link_staged(const struct loom_comm *c, int peer);
 /* Receiver: wait for the sender's answer (bounded) and settle fifo. Nothing to do
    when not pending. */
 loom_result_t cuda_link_finish(struct loom_comm *c, struct cuda_link *l, char *err, size_t errlen);

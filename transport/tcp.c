@@ -11,6 +11,9 @@
  * The sender connects to the receiver's listener and presents the handshake
  * (struct conn_hello, kind CONN_DATA); the receiver's progress thread checks the
  * secret and attaches the socket to its receive FIFO (tcp_attach_recv).
+ * Device buffers staged over tcp (runtime/cuda.c) use links of their own (kind
+ * CONN_DATA_DEV): the same FIFO, registered with CUDA, filled or drained by a kernel
+ * instead of an executor thread; the progress thread moves it all the same.
  * Not here: what happens when the peer dies (its control socket reports that). */
 #include <errno.h>
 #include <stdio.h>
@@ -82,7 +85,7 @@ static loom_result_t tcp_connect_send(struct loom_conn *c, char *err, size_t err
     struct tcp_priv *tp = c->priv;
     uint64_t deadline = net_deadline(comm->cfg.timeout_ms);
     r = net_connect(&comm->peers[c->peer].addr, deadline, false, &tp->fd, err, errlen);
-    if (r == LOOM_SUCCESS) r = progress_send_hello(comm, tp->fd, CONN_DATA, c->peer, deadline);
+    if (r == LOOM_SUCCESS) r = progress_send_hello(comm, tp->fd, c->dev ? CONN_DATA_DEV : CONN_DATA, c->peer, deadline);
     if (r != LOOM_SUCCESS) {
         if (err[0] == '\0') snprintf(err, errlen, "handshake failed");
         tcp_close(c);
@@ -102,10 +105,10 @@ static loom_result_t tcp_connect_recv(struct loom_conn *c, char *err, size_t err
     return r;
 }
 
-loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, char *err, size_t errlen)
+loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, bool dev, char *err, size_t errlen)
 {
     struct loom_conn *c;
-    loom_result_t r = comm_conn(comm, src, false, &c);
+    loom_result_t r = dev ? comm_dev_conn(comm, src, false, &c) : comm_conn(comm, src, false, &c);
     if (r != LOOM_SUCCESS) {
         snprintf(err, errlen, "%s", loom_last_error(comm));
         return r;

@@ -119,6 +119,8 @@ struct loom_conn {
     int peer;
     bool is_send;
     bool proxied;                 /* progress thread drives it (tcp)             */
+    bool dev;                     /* a CUDA kernel fills or drains the FIFO (tcp
+                                     staging of device buffers, runtime/cuda.c)  */
     _Atomic bool eof;             /* no more data will arrive (tcp: peer closed)  */
     _Atomic bool attached;        /* tcp: a socket carries this link              */
     const struct loom_transport *tp;
@@ -149,18 +151,19 @@ struct loom_transport {
 extern const struct loom_transport loom_transport_shm;
 extern const struct loom_transport loom_transport_tcp;
 
-/* tcp.c: the progress thread hands it an accepted, authenticated data connection. */
-loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, char *err, size_t errlen);
+/* tcp.c: the progress thread hands it an accepted, authenticated data connection
+   (dev: of a staged device link, CONN_DATA_DEV). */
+loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, bool dev, char *err, size_t errlen);
 
 /* Handshake on every rank-to-rank connection (control and tcp data), fixed layout:
  *  offset size field
  *  0      4    magic   "LMCN"
- *  4      4    kind    CONN_CTRL or CONN_DATA
+ *  4      4    kind    CONN_CTRL, CONN_DATA or CONN_DATA_DEV
  *  8      16   secret  the communicator's; wrong -> refused and logged
  *  24     4    src     sending rank
  *  28     4    dst     receiving rank
  */
-enum { CONN_CTRL = 1, CONN_DATA = 2 };
+enum { CONN_CTRL = 1, CONN_DATA = 2, CONN_DATA_DEV = 3 /* a staged device link */ };
 #define CONN_MAGIC 0x4e434d4cu /* "LMCN" */
 struct conn_hello {
     uint32_t magic, kind;
