@@ -243,6 +243,12 @@ __device__ __forceinline__ char *ll_slot(const kctx &x, char *q, uint32_t i)
     return q + CUDA_CTRL_BYTES + (uint64_t)x.p.nslots * x.p.slot_bytes + (uint64_t)(i % CUDA_LL_SLOTS) * CUDA_LL_SLOT_BYTES;
 }
 
+/* The flag of LL slot number t: t + 1, never 0 (the value of never-written lines):
+   the t whose t + 1 wraps gets 1, which its slot (index K - 1, every flag a multiple
+   of K = CUDA_LL_SLOTS) has never carried. A stale line could pass only if it was
+   last written 2^32 / K uses of its slot ago. */
+__device__ __forceinline__ uint32_t ll_flag(uint32_t t) { return t + 1 != 0 ? t + 1 : 1; }
+
 /* One line: 8 bytes of data and the flag twice, in one 16-byte store. */
 __device__ __forceinline__ void ll_store(char *line, uint64_t v, uint32_t flag)
 {
@@ -343,25 +349,25 @@ template <typename F> __device__ bool run_step_ll(const kctx &x, const struct ds
         if (!s_go) return false;
         const char *is = rq ? ll_slot(x, rq, s_h) : NULL;
         char *os = sq ? ll_slot(x, sq, s_t) : NULL;
-        bool ok = is == NULL || ll_meta_ok(x, is, s_h + 1, n, idx);
+        bool ok = is == NULL || ll_meta_ok(x, is, ll_flag(s_h), n, idx);
         uint32_t b = threadIdx.x * 8;
         if (ok && b < n) {
             uint32_t nb = n - b < 8 ? n - b : 8;
             uint64_t v = 0;
             if (is) {
-                ok = ll_load(x, is + 16 * (CUDA_LL_HDR + threadIdx.x), s_h + 1, v, idx);
+                ok = ll_load(x, is + 16 * (CUDA_LL_HDR + threadIdx.x), ll_flag(s_h), v, idx);
                 if (red) v = vop8<F>(v, ld8(st.src + off + b, nb));
             } else {
                 v = ld8(st.src + off + b, nb);
             }
             if (ok && to_dst) st8(st.dst + off + b, v, nb);
-            if (ok && os) ll_store(os + 16 * (CUDA_LL_HDR + threadIdx.x), v, s_t + 1);
+            if (ok && os) ll_store(os + 16 * (CUDA_LL_HDR + threadIdx.x), v, ll_flag(s_t));
         }
         if (ok && os && threadIdx.x < CUDA_LL_HDR) {
             const dmeta &m = x.p.meta;
             uint64_t w = threadIdx.x == 0 ? (uint64_t)m.seq << 32 | n
                        : threadIdx.x == 1 ? (uint64_t)(uint32_t)m.root << 32 | m.kind : m.count;
-            ll_store(os + 16 * threadIdx.x, w, s_t + 1);
+            ll_store(os + 16 * threadIdx.x, w, ll_flag(s_t));
         }
         if (__syncthreads_or(!ok)) return false;
         if (threadIdx.x == 0) {

@@ -10,8 +10,8 @@
  * (offset/size):
  *  offset        size      field
  *  0             4         tail     simple slots posted by the sender (wrapping u32)
- *  64            4         head     simple slots consumed by the receiver
- *  192           24*K      meta[K]  per slot: struct dmeta
+ *  128           4         head     simple slots consumed by the receiver
+ *  320           24*K      meta[K]  per slot: struct dmeta
  *  2048          4         ll_tail  LL slots written by the sender (only it reads it)
  *  2176          4         ll_head  LL slots consumed by the receiver
  *  4096          K*S       simple slots, slot i at 4096 + i*S
@@ -26,8 +26,9 @@
  *          receiver polls tail. Full bandwidth, two round trips of latency per slot.
  *  LL      (low latency) a slot is CUDA_LL_HDR header lines and CUDA_LL_LINES data
  *          lines of 16 bytes: {data0, flag, data1, flag}, 8 bytes of data per line
- *          written with one 16-byte store; flag is the slot's number + 1, so a line is
- *          valid once both its flags say so (stores are atomic per 8 bytes at least)
+ *          written with one 16-byte store; flag comes from the slot's number (its
+ *          count of uses, ll_flag in exec_cuda.cu), so a line is valid once both
+ *          its flags say so (stores are atomic per 8 bytes at least)
  *          and no fence or counter sits between the data and the reader. Half the
  *          bandwidth; every thread of the receiving block polls its own line. The
  *          header lines carry the slot's meta (struct dmeta), checked by every thread
@@ -44,8 +45,8 @@
 #define CUDA_MAX_TOGETHER 256      /* sends + recvs of one concurrent block */
 #define CUDA_CTRL_BYTES 4096
 #define CUDA_OFF_TAIL 0
-#define CUDA_OFF_HEAD 64
-#define CUDA_OFF_META 192
+#define CUDA_OFF_HEAD 128
+#define CUDA_OFF_META 320
 #define CUDA_OFF_LL_TAIL 2048
 #define CUDA_OFF_LL_HEAD 2176
 #define CUDA_THREADS 512           /* threads per block                            */
@@ -53,7 +54,7 @@
 #define CUDA_LL_LINES CUDA_THREADS /* data lines per LL slot: one per thread       */
 #define CUDA_LL_DATA (CUDA_LL_LINES * 8)                 /* payload of an LL slot  */
 #define CUDA_LL_SLOT_BYTES ((CUDA_LL_HDR + CUDA_LL_LINES) * 16)
-#define CUDA_LL_SLOTS 8
+#define CUDA_LL_SLOTS 16
 
 enum { PROTO_SIMPLE = 0, PROTO_LL = 1 };
 

@@ -285,7 +285,6 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
         const struct step *st = &first[i];
         bool s = st->prim == PRIM_SEND;
         t[i] = (struct xfer){ .st = st, .want = x->meta };
-        if (x->op->coll == COLL_P2P) t[i].want.count = st->bytes;   /* p2p checks bytes */
         r = comm_conn(x->c, s ? st->send_peer : st->recv_peer, s, &t[i].conn);
         proxied = proxied || (r == LOOM_SUCCESS && t[i].conn->proxied);
     }
@@ -322,10 +321,13 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
 
 struct slot_meta call_meta(struct loom_comm *c, const struct loom_op *op)
 {
+    if (op->coll == COLL_P2P)   /* a send and its recv agree on bytes only (checked per
+                                   slot); one may be grouped, the other not, the dtypes
+                                   may differ */
+        return (struct slot_meta){ .kind = (uint32_t)COLL_P2P << 16, .root = -1 };
     return (struct slot_meta){
-        .kind = op->coll == COLL_P2P ? (uint32_t)COLL_P2P << 16
-              : (uint32_t)op->coll << 16 | (uint32_t)op->dt << 8 | (uint32_t)op->op,
-        .count = op->count, .seq = op->coll == COLL_P2P ? 0 : ++c->coll_seq, .root = op->root,
+        .kind = (uint32_t)op->coll << 16 | (uint32_t)op->dt << 8 | (uint32_t)op->op,
+        .count = op->count, .seq = ++c->coll_seq, .root = op->root,
     };
 }
 

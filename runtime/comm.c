@@ -218,8 +218,10 @@ static uint32_t geometry_slot_bytes(const char *name, int64_t lo)
 
 static void teardown(struct loom_comm *c, bool orderly)
 {
-    progress_stop(c->prog, orderly);
+    /* Kernels first: one on a staged link needs the progress thread until it ends
+       (and its end runs a host function that may still use the thread). */
     cuda_comm_free(c);
+    progress_stop(c->prog, orderly);
     for (int r = 0; r < 2 * c->nranks; r++) {
         struct loom_conn *s = atomic_exchange(&c->send[r], NULL), *v = atomic_exchange(&c->recv[r], NULL);
         if (s) { s->tp->close(s); free(s); }
@@ -265,6 +267,7 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     me.cuda_nchan = nchan < 1 ? 1 : nchan > CUDA_MAX_CHANNELS ? CUDA_MAX_CHANNELS : (uint32_t)nchan;
     me.cuda_nslots = geometry_nslots("LOOM_CUDA_NSLOTS", CUDA_MAX_SLOTS);
     me.cuda_slot_bytes = geometry_slot_bytes("LOOM_CUDA_SLOT_BYTES", 4096);
+    me.transport = c->cfg.force;
     const char *proto = loom_env_str("LOOM_PROTO");
     me.cuda_proto = strcmp(proto, "simple") == 0 ? PROTO_SIMPLE : strcmp(proto, "ll") == 0 ? PROTO_LL : -1;
     if (proto[0] && me.cuda_proto < 0)
@@ -284,6 +287,10 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     c->cfg.spin_yield = c->local_nranks > sysconf(_SC_NPROCESSORS_ONLN);
     c->cfg.nslots = c->peers[0].nslots;          /* one geometry for the whole comm */
     c->cfg.slot_bytes = c->peers[0].slot_bytes;
+    /* both ends of a link must pick the same transport (and device staging) */
+    if (c->cfg.force != c->peers[0].transport)
+        LOOM_WARN(LOOM_SUB_ENV, "LOOM_TRANSPORT differs from rank 0's; rank 0's holds for this communicator");
+    c->cfg.force = c->peers[0].transport;
     if (c->cfg.force == 1)
         for (int i = 0; i < nranks; i++)
             if (c->peers[i].host_id != me.host_id) {

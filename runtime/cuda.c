@@ -276,15 +276,21 @@ static int call_channels(const struct cuda_comm *g, const struct loom_op *o, int
 }
 
 /* A step's protocol. LL for the send/recv steps of a collective up to CUDA_LL_MAX_BYTES
-   (the step's size is the same at both ends of each of its links). Never for p2p and
+   whose every channel's share fits in half the LL slots: a ring's sender runs one
+   step ahead of its receiver, so a step must leave room for the next, as the
+   schedule's chunk (half the simple FIFO) does for simple slots. Both ends of each
+   link see the same step size and channel count, so they agree. Never for p2p and
    all-to-all: there one end may run a step alone and the other as part of a group,
-   which moves only simple slots. */
+   which moves only simple slots. LOOM_PROTO=ll forces it for every collective step
+   (cuda_run then cuts the schedule's chunk to fit). */
 #define CUDA_LL_MAX_BYTES ((uint64_t)64 << 10)
-static int step_proto(const struct cuda_comm *g, const struct loom_op *o, const struct step *st)
+#define CUDA_LL_HALF ((uint64_t)(CUDA_LL_SLOTS / 2) * CUDA_LL_DATA)
+static int step_proto(const struct cuda_comm *g, const struct loom_op *o, const struct step *st, int nchan)
 {
     if (o->coll == COLL_P2P || o->coll == COLL_ALLTOALL || st->together > 1) return PROTO_SIMPLE;
     if (g->proto >= 0) return g->proto;
-    return st->bytes <= CUDA_LL_MAX_BYTES ? PROTO_LL : PROTO_SIMPLE;
+    uint64_t units = st->bytes / 16, widest = (units / nchan + (units % nchan != 0)) * 16 + st->bytes % 16;
+    return st->bytes <= CUDA_LL_MAX_BYTES && widest <= CUDA_LL_HALF ? PROTO_LL : PROTO_SIMPLE;
 }
 
 /* The FIFO of one link, opened on first use. A receive link is opened (published,
@@ -305,6 +311,10 @@ static loom_result_t link_of(struct loom_comm *c, struct cuda_comm *g, int peer,
     if (r == LOOM_SUCCESS && fifo) {
         r = cuda_link_finish(c, tab[peer], err, sizeof err);
         *fifo = tab[peer]->fifo;
+        if (r != LOOM_SUCCESS) {           /* half open: never use it */
+            cuda_link_close(tab[peer]);
+            tab[peer] = NULL;
+        }
     }
     if (r != LOOM_SUCCESS) {
         comm_peer_name(c, peer, name, sizeof name);
@@ -344,6 +354,7 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
     struct sched sch;
     int nchan = call_channels(g, &o, c->nranks);
     size_t chunk = (size_t)nchan * (g->nslots / 2) * g->slot_bytes;
+    if (g->proto == PROTO_LL) chunk = (size_t)nchan * CUDA_LL_HALF;   /* see step_proto */
     r = sched_build(&sch, &o, c->rank, c->nranks, chunk, ALGO_RING);   /* direct needs host scratch */
     if (r != LOOM_SUCCESS) {
         if (copy) cudaFreeAsync(copy, s);
@@ -371,7 +382,7 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
                 if (st->recv_peer >= 0) r = link_of(c, g, st->recv_peer, false, s, &ds[i].recvq);
                 continue;
             }
-            ds[i] = (struct dstep){ .prim = st->prim, .together = st->together, .proto = step_proto(g, &o, st),
+            ds[i] = (struct dstep){ .prim = st->prim, .together = st->together, .proto = step_proto(g, &o, st, nchan),
                                     .src = st->src, .dst = st->dst, .bytes = st->bytes };
             peers[2 * i] = st->send_peer;
             peers[2 * i + 1] = st->recv_peer;
@@ -396,15 +407,23 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
         size_t bytes = sizeof *ds * (size_t)sch.n;
         CUR(cudaMallocAsync(&dsteps, bytes, s));
         /* from pageable memory: staged before the call returns, so ds may go now */
-        CUR(cudaMemcpyAsync(dsteps, ds, bytes, cudaMemcpyHostToDevice, s));
+        cudaError_t e = cudaMemcpyAsync(dsteps, ds, bytes, cudaMemcpyHostToDevice, s);
         plan.steps = dsteps;
-        if (g->staged) {                   /* the progress thread polls till it is done */
+        if (e == cudaSuccess && g->staged) {   /* the progress thread polls till it is done */
             atomic_fetch_add(&c->staged_calls, 1);
             counted = true;
             progress_kick(c->prog);
         }
-        CUR((cudaError_t)exec_cuda_launch(&plan, s));
-        CUR(cudaFreeAsync(dsteps, s));
+        const char *what = "cudaMemcpyAsync of the steps";
+        if (e == cudaSuccess) {
+            what = "the kernel launch";
+            e = (cudaError_t)exec_cuda_launch(&plan, s);
+        }
+        cudaFreeAsync(dsteps, s);          /* ordered after the kernel, if it launched */
+        if (e != cudaSuccess) {
+            r = cuda_fail(c, e, what);
+            goto out;
+        }
     }
     if (o.op == LOOM_AVG && c->nranks > 1 &&
         (o.coll == COLL_ALLREDUCE || o.coll == COLL_REDUCE_SCATTER || (o.coll == COLL_REDUCE && c->rank == o.root)))

@@ -38,7 +38,7 @@ static const struct loom_env_var table[] = {
 
     /* transports */
     { "LOOM_TRANSPORT", LOOM_ENV_STR, "",
-      "empty = auto (shm between peers on one host, tcp across hosts); shm or tcp forces that one" },
+      "empty = auto (shm between peers on one host, tcp across hosts); shm or tcp forces that one (rank 0's setting holds)" },
     { "LOOM_SOCKET_IFNAME", LOOM_ENV_STR, "",
       "interfaces for sockets, NCCL syntax: eth,ib = name prefixes, ^ excludes, = exact names; "
       "empty skips lo unless it is all there is" },

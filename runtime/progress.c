@@ -334,7 +334,8 @@ static void *progress_main(void *arg)
     struct loom_progress *p = arg;
     struct loom_comm *c = p->comm;
     loom_log_set_rank(c->rank);
-    int maxfds = 2 + 3 * c->nranks;
+    int maxfds = 2 + 5 * c->nranks;   /* eventfd, listener; per peer: control, and a tcp
+                                         send and recv link for host and for device buffers */
     struct pollfd *pf = malloc(sizeof *pf * (size_t)maxfds);
     int *who = malloc(sizeof *who * (size_t)maxfds);
     if (!pf || !who) abort();
@@ -362,13 +363,16 @@ static void *progress_main(void *arg)
         int timeout = 0;
         if (!did) {
             atomic_store(&p->sleeping, true);
+            /* Read before the re-check: a kernel that posts its last slot and ends
+               after this read has its slot seen by the re-check. */
+            bool staged = atomic_load(&c->staged_calls) > 0;
             /* Re-check after announcing sleep: a kick sent before this point was
                skipped by the executor, so look at the FIFOs once more. */
             did = conns_progress(p);
             int hb_ms = (int)((next_hb - net_now_ns()) / 1000000) + 1;
             /* a kernel posts and releases slots of staged device links without a
                kick: poll them while one runs */
-            timeout = did || atomic_load(&c->staged_calls) > 0 ? 0 : (atomic_load(&p->stop) ? 5 : hb_ms);
+            timeout = did || staged ? 0 : (atomic_load(&p->stop) ? 5 : hb_ms);
         }
         int n = build_pollset(p, pf, &who);
         int rc = poll(pf, (nfds_t)n, timeout);

@@ -207,6 +207,28 @@ static int group_body(loom_comm_t comm, int rank, int n, void *arg)
     CHECK_OK(loom_group_end());
     for (int q = 0; q < n; q++)
         for (int i = 0; i < 10; i++) CHECK_EQ(in[q * 10 + i], q * 1000000 + rank * 10 + i);
+    /* a send and its recv agree on bytes only: a lone send of 7 int64 against a
+       grouped recv of 56 uint8, and back 3 floats as 12 uint8 */
+    if (n >= 2 && rank < 2) {
+        unsigned char *b = (unsigned char *)in;
+        if (rank == 0) {
+            CHECK_OK(loom_send(out, 7, LOOM_INT64, 1, comm, NULL));
+            CHECK_OK(loom_recv(b, 12, LOOM_UINT8, 1, comm, NULL));
+            float f[3] = { 1.5f, -2.0f, 3.25f };
+            CHECK(memcmp(b, f, sizeof f) == 0);
+        } else {
+            float f[3] = { 1.5f, -2.0f, 3.25f };
+            CHECK_OK(loom_group_start());
+            CHECK_OK(loom_recv(b, 56, LOOM_UINT8, 0, comm, NULL));
+            CHECK_OK(loom_send(f, 3, LOOM_FLOAT32, 0, comm, NULL));
+            CHECK_OK(loom_group_end());
+            for (int i = 0; i < 7; i++) {
+                int64_t v;
+                memcpy(&v, b + 8 * i, 8);
+                CHECK_EQ(v, i);
+            }
+        }
+    }
     /* the comm still works */
     CHECK_OK(loom_barrier(comm, NULL));
     free(in);

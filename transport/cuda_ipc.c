@@ -92,7 +92,10 @@ static void *map_shm(const char *name, size_t bytes, bool create, char *err, siz
         return NULL;
     }
     void *m = MAP_FAILED;
-    if (!create || ftruncate(fd, (off_t)bytes) == 0) m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* allocated now, not on first touch: a full /dev/shm fails here, with a message */
+    int e = create ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
+    if (e == 0) m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    else errno = e;
     if (m == MAP_FAILED) serr(name, err, errlen);
     close(fd);
     if (m == MAP_FAILED && create) shm_unlink(name);
@@ -194,8 +197,10 @@ static bool answer_ready(void *arg)
     return atomic_load_explicit(&((struct ipc_record *)arg)->answer, memory_order_acquire) != 0;
 }
 
-/* Can this process's current GPU reach the memory of the GPU at PCI bus id `bus`? */
-static bool reaches(const char *bus)
+/* Can this process's current GPU reach the memory of the GPU at PCI bus id `bus`?
+   enable: also turn peer access on (for memory of this process, which IPC's lazy
+   flag does not cover). */
+static bool reaches(const char *bus, bool enable)
 {
     int mine = 0, peer = 0, can = 0;
     char my_bus[16] = "";
@@ -208,6 +213,11 @@ static bool reaches(const char *bus)
         cudaDeviceCanAccessPeer(&can, mine, peer) != cudaSuccess) {
         cudaGetLastError();
         return false;
+    }
+    if (can && enable) {
+        cudaError_t e = cudaDeviceEnablePeerAccess(peer, 0);
+        cudaGetLastError();
+        can = e == cudaSuccess || e == cudaErrorPeerAccessAlreadyEnabled;
     }
     return can != 0;
 }
@@ -228,12 +238,12 @@ static loom_result_t import(struct loom_comm *c, struct cuda_link *l, char *err,
         r = LOOM_ERR_INVALID_USAGE;
     } else if (strcmp(loom_env_str("LOOM_CUDA_FIFO"), "host") == 0) {
         LOOM_INFO(LOOM_SUB_INIT, "cuda link %s: pinned host FIFO (LOOM_CUDA_FIFO=host)", l->name);
+    } else if (!reaches(m->bus, m->pid == (int32_t)getpid())) {
+        LOOM_INFO(LOOM_SUB_INIT, "cuda link %s: this GPU cannot reach the peer's (%s); pinned host FIFO", l->name,
+                  m->bus);
     } else if (m->pid == (int32_t)getpid()) {  /* same process: the address itself */
         l->fifo = (char *)(uintptr_t)m->addr;
         answer = ANSWER_DEVICE;
-    } else if (!reaches(m->bus)) {
-        LOOM_INFO(LOOM_SUB_INIT, "cuda link %s: this GPU cannot reach the peer's (%s); pinned host FIFO", l->name,
-                  m->bus);
     } else {
         cudaError_t e = cudaIpcOpenMemHandle((void **)&l->fifo, m->handle, cudaIpcMemLazyEnablePeerAccess);
         if (e == cudaSuccess) {

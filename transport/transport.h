@@ -12,12 +12,13 @@
  *  offset      size       field
  *  0           4          tail         slots posted by the sender (wrapping u32)
  *  4           4          rx_sleepers  receivers asleep on tail (futex)
- *  64          4          head         slots consumed by the receiver (wrapping u32)
- *  68          4          tx_sleepers  senders asleep on head (futex)
- *  128         4          attached     processes that mapped it (shm: 2nd unlinks)
- *  192         24*K       meta[K]      per slot: bytes, and the operation it belongs to
+ *  128         4          head         slots consumed by the receiver (wrapping u32)
+ *  132         4          tx_sleepers  senders asleep on head (futex)
+ *  256         4          attached     processes that mapped it (shm: 2nd unlinks)
+ *  320         24*K       meta[K]      per slot: bytes, and the operation it belongs to
  *  4096        K*S        slot data    slot i at 4096 + i*S, S = slot_bytes
- * head and tail sit on different cache lines so the two sides never write one line.
+ * head and tail sit on different 128-byte lines (a GPU's L2 line; the device FIFOs
+ * share this control block) so the two sides never write one line.
  */
 #ifndef LOOM_TRANSPORT_H
 #define LOOM_TRANSPORT_H
@@ -45,10 +46,10 @@ struct slot_meta {
 struct fifo_ctrl {
     _Atomic uint32_t tail;
     _Atomic uint32_t rx_sleepers;
-    char pad0[56];
+    char pad0[120];
     _Atomic uint32_t head;
     _Atomic uint32_t tx_sleepers;
-    char pad1[56];
+    char pad1[120];
     _Atomic uint32_t attached;
     char pad2[60];
     struct slot_meta meta[FIFO_MAX_SLOTS];
@@ -108,6 +109,7 @@ struct loom_peer_info {          /* sent verbatim during bootstrap */
     uint32_t cuda_nslots;
     uint32_t cuda_slot_bytes;
     int32_t  cuda_proto;         /* LOOM_PROTO: -1 by size, else PROTO_* (rank 0's) */
+    int32_t  transport;          /* LOOM_TRANSPORT: 0 auto, 1 shm, 2 tcp (rank 0's) */
 };
 
 struct loom_comm;
