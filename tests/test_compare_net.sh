@@ -12,7 +12,7 @@ skip() { echo "skip: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || skip "needs root"
 for t in ip tc mpirun python3 timeout; do command -v $t >/dev/null 2>&1 || skip "$t not found"; done
-for p in bench/loom-perf bench/mpi-perf bench/gloo-perf tools/loomrun; do
+for p in bench/loom-perf bench/mpi-perf bench/gloo-perf bench/tcp-ring tools/loomrun; do
     [ -x "$build/$p" ] || skip "$p not built"
 done
 out=$(mktemp -d) || exit 1
@@ -33,7 +33,7 @@ rows=$(sed -n '/links shaped to 4 Gbit\/s/,$p' "$out/log1" |
 echo "== 2. a hanging job is killed at --job-timeout and everything is removed"
 fake=$out/fake
 mkdir -p "$fake/bench" "$fake/tools"
-ln -s "$build/bench/mpi-perf" "$build/bench/gloo-perf" "$fake/bench/"
+ln -s "$build/bench/mpi-perf" "$build/bench/gloo-perf" "$build/bench/tcp-ring" "$fake/bench/"
 ln -s "$build/tools/loomrun" "$fake/tools/"
 printf '#!/bin/sh\nexec sleep 299.25\n' > "$fake/bench/loom-perf"
 chmod +x "$fake/bench/loom-perf"
