@@ -319,7 +319,7 @@ static loom_result_t link_of(struct loom_comm *c, struct cuda_comm *g, int peer,
     if (r != LOOM_SUCCESS) {
         comm_peer_name(c, peer, name, sizeof name);
         if (atomic_load(&c->status) == LOOM_SUCCESS)
-            comm_fail(c, r, true, "cannot connect the cuda_ipc link %s %s: %s", is_send ? "to" : "from", name, err);
+            comm_fail(c, r, true, "cannot connect the device link %s %s: %s", is_send ? "to" : "from", name, err);
         return (loom_result_t)atomic_load(&c->status);
     }
     return LOOM_SUCCESS;
