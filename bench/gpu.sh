@@ -9,7 +9,8 @@
 #                        (allreduce, allgather, reducescatter, 8 B to 1 GiB) and the
 #                        device copy in the same run, under CUDA MPS when the machine has
 #                        it (a private daemon, stopped at the end), and 2 ranks without;
-#                        all-reduce at 64 MiB to 1 GiB for 1 to 32 channels per rank
+#                        all-reduce at 64 MiB to 1 GiB for 1 to 32 channels per rank;
+#                        LL against simple (8 B-1 MiB), host-memory FIFOs, tcp staging
 # Every step is bounded (timeout) and the script goes on after a failure. Files: the
 # summary (which steps failed), steps.log (every step's output), perf.log (tables).
 set -u
@@ -95,6 +96,13 @@ else
             step perf-sweep-ch$ch-r$n 60 env LOOM_CUDA_CHANNELS=$ch $P -n $n $PERF -o allreduce -b 64M -e $E
         done
     done
+    # the two protocols on small and medium messages, and staging over tcp (one GPU)
+    for proto in simple ll; do
+        step perf-proto-$proto-r2 60 env LOOM_PROTO=$proto $P -n 2 $PERF -o allreduce -b 8 -e 1M
+        step perf-proto-$proto-r8 60 env LOOM_PROTO=$proto $P -n 8 $PERF -o allreduce -b 8 -e 1M
+    done
+    step perf-hostfifo-r2 60 env LOOM_CUDA_FIFO=host $P -n 2 $PERF -o allreduce -e 256M
+    step perf-tcp-staged-r2 100 env LOOM_TRANSPORT=tcp $P -n 2 $PERF -o allreduce -e 256M
     [ $mps = 1 ] && echo quit | nvidia-cuda-mps-control
 fi
 echo "failed steps:${fails:- none}" | tee -a "$OUT/summary.txt"
