@@ -236,6 +236,33 @@ static int group_body(loom_comm_t comm, int rank, int n, void *arg)
     return 0;
 }
 
+/* ---- settings that differ between ranks: rank 0's hold ---- */
+
+/* Rank 1 alone asks for tcp (LOOM_TRANSPORT=tcp) and for other FIFO slots; the links
+   of the communicator must still agree end to end, so rank 0's choices hold. */
+static int mixed_env_body(loom_comm_t comm, int rank, int n, void *arg)
+{
+    (void)comm;
+    (void)arg;
+    if (rank == 1) {
+        setenv("LOOM_TRANSPORT", "tcp", 1);
+        setenv("LOOM_SLOT_BYTES", "4K", 1);
+    }
+    loom_comm_t c;
+    CHECK_OK(loom_comm_init(&c, n, &harness_id, rank));
+    enum { COUNT = 300001 };
+    int32_t *v = malloc(sizeof *v * COUNT);
+    CHECK(v != NULL);
+    for (int i = 0; i < COUNT; i++) v[i] = rank + i % 7;
+    loom_result_t r = loom_allreduce(v, v, COUNT, LOOM_INT32, LOOM_SUM, c, NULL);
+    if (r != LOOM_SUCCESS) fprintf(stderr, "rank %d: %s\n", rank, loom_last_error(c));
+    CHECK_EQ(r, LOOM_SUCCESS);
+    for (int i = 0; i < COUNT; i++) CHECK_EQ(v[i], n * (n - 1) / 2 + n * (i % 7));
+    free(v);
+    CHECK_OK(loom_comm_destroy(c));
+    return 0;
+}
+
 /* ---- many ranks: the rendezvous and control mesh at 64 ---- */
 
 static int scale_body(loom_comm_t comm, int rank, int n, void *arg)
@@ -255,6 +282,12 @@ int main(int argc, char **argv)
     int fail = 0;
     if (!*only || !strcmp(only, "ids")) fail |= ids();
     if (!*only || !strcmp(only, "split")) fail |= run_ranks("split", 6, split_body, NULL, NULL);
+    if (!*only || !strcmp(only, "mixed_env")) {
+        struct run_opts o = { .timeout_s = 60, .no_comm = 1 };
+        setenv("LOOM_TIMEOUT_MS", "20000", 1);   /* a disagreement would hang till here */
+        fail |= run_ranks("mixed-env", 3, mixed_env_body, NULL, &o);
+        unsetenv("LOOM_TIMEOUT_MS");
+    }
     if (!*only || !strcmp(only, "two_comms")) {
         fail |= run_ranks("two-comms-shm", 3, two_comms_body, NULL, NULL);
         setenv("LOOM_TRANSPORT", "tcp", 1);
