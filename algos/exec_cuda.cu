@@ -28,6 +28,7 @@
 #include "schedule.h"
 
 #define NTHREADS CUDA_THREADS
+static_assert(NTHREADS % 32 == 0, "whole warps: the LL header is shared with __shfl_sync");
 #define UNROLL 4
 
 
@@ -303,12 +304,21 @@ template <typename F> __device__ __forceinline__ uint64_t vop8(uint64_t a, uint6
     return a;
 }
 
-/* Every thread: wait for the slot's header lines and check them against this call. */
+/* Every thread: the slot's header lines, checked against this call. Lane 0 of each
+   warp waits for them and hands them to its warp (a sixteenth of the polling of every
+   thread reading them, which matters when the FIFO is across PCIe). */
 __device__ bool ll_meta_ok(const kctx &x, const char *is, uint32_t flag, uint32_t want_bytes, int step)
 {
-    uint64_t w[CUDA_LL_HDR];
-    for (int i = 0; i < CUDA_LL_HDR; i++)
-        if (!ll_load(x, is + 16 * i, flag, w[i], step)) return false;
+    unsigned long long w[CUDA_LL_HDR] = { 0, 0, 0 };
+    int got = 1;
+    if ((threadIdx.x & 31) == 0)
+        for (int i = 0; i < CUDA_LL_HDR && got; i++) {
+            uint64_t v = 0;
+            got = ll_load(x, is + 16 * i, flag, v, step);
+            w[i] = v;
+        }
+    if (!__shfl_sync(0xffffffffu, got, 0)) return false;
+    for (int i = 0; i < CUDA_LL_HDR; i++) w[i] = __shfl_sync(0xffffffffu, w[i], 0);
     dmeta g;
     g.bytes = (uint32_t)w[0];
     g.seq = (uint32_t)(w[0] >> 32);
