@@ -219,12 +219,29 @@ __device__ bool meta_ok(const kctx &x, char *rq, uint32_t h, uint32_t want_bytes
     return false;
 }
 
-__device__ __forceinline__ void post(const kctx &x, char *sq, uint32_t t, uint32_t bytes)
+/* The sender's own counters of its link in this step (struct dstep.sctr), kept in its
+   own memory: finding the next slot to write reads nothing across the link unless the
+   head last seen says the FIFO is full. */
+enum { S_TAIL, S_HEAD_SEEN, S_LL_TAIL, S_LL_HEAD_SEEN, S_NCTR };
+static_assert(S_NCTR == CUDA_SCTR, "exec_cuda.h sizes the counters");
+__device__ __forceinline__ uint32_t *sview(const kctx &x, const struct dstep &st) { return st.sctr + S_NCTR * x.ch; }
+
+/* Thread 0: is slot t free? Re-reads the receiver's head only when the one seen says no. */
+__device__ __forceinline__ bool room(uint32_t *seen, const char *head, uint32_t t, uint32_t k)
+{
+    if (t - *seen < k) return true;
+    *seen = ld_acquire(head);
+    return t - *seen < k;
+}
+
+/* Thread 0: publish simple slot t (its data written and fenced by the block). */
+__device__ __forceinline__ void post(const kctx &x, char *sq, uint32_t *v, uint32_t t, uint32_t bytes)
 {
     dmeta *m = (dmeta *)(sq + CUDA_OFF_META) + (t & (x.p.nslots - 1));
     *m = x.p.meta;
     m->bytes = bytes;
     st_release(sq + CUDA_OFF_TAIL, t + 1);
+    v[S_TAIL] = t + 1;
 }
 
 /* The channel's share [lo, hi) of a step of `bytes`: whole 16-byte units, the last
@@ -349,8 +366,9 @@ template <typename F> __device__ bool run_step_ll(const kctx &x, const struct ds
             uint32_t polls = 0;
             if (rq) s_h = ld_own(rq + CUDA_OFF_LL_HEAD);
             if (sq) {
-                uint32_t t = ld_own(sq + CUDA_OFF_LL_TAIL);
-                while (t - ld_acquire(sq + CUDA_OFF_LL_HEAD) >= CUDA_LL_SLOTS && (go = keep_waiting(x, polls, idx, true))) {}
+                uint32_t *v = sview(x, st), t = v[S_LL_TAIL];
+                while (!room(&v[S_LL_HEAD_SEEN], sq + CUDA_OFF_LL_HEAD, t, CUDA_LL_SLOTS) &&
+                       (go = keep_waiting(x, polls, idx, true))) {}
                 s_t = t;
             }
             s_go = go;
@@ -382,7 +400,7 @@ template <typename F> __device__ bool run_step_ll(const kctx &x, const struct ds
         if (__syncthreads_or(!ok)) return false;
         if (threadIdx.x == 0) {
             if (rq) st_release(rq + CUDA_OFF_LL_HEAD, s_h + 1);   /* every line read */
-            if (sq) *(volatile uint32_t *)(sq + CUDA_OFF_LL_TAIL) = s_t + 1;
+            if (sq) sview(x, st)[S_LL_TAIL] = s_t + 1;
         }
         off += n;
     }
@@ -421,8 +439,9 @@ template <typename F> __device__ bool run_step(const kctx &x, const struct dstep
                 s_h = h;
             }
             if (sq && go) {
-                uint32_t t = ld_own(sq + CUDA_OFF_TAIL);
-                while (t - ld_acquire(sq + CUDA_OFF_HEAD) >= x.p.nslots && (go = keep_waiting(x, polls, idx, true))) {}
+                uint32_t *v = sview(x, st), t = v[S_TAIL];
+                while (!room(&v[S_HEAD_SEEN], sq + CUDA_OFF_HEAD, t, x.p.nslots) &&
+                       (go = keep_waiting(x, polls, idx, true))) {}
                 s_t = t;
             }
             s_go = go;
@@ -446,7 +465,7 @@ template <typename F> __device__ bool run_step(const kctx &x, const struct dstep
         __syncthreads();
         if (threadIdx.x == 0) {
             if (rq) st_release(rq + CUDA_OFF_HEAD, s_h + 1);
-            if (sq) post(x, sq, s_t, (uint32_t)n);
+            if (sq) post(x, sq, sview(x, st), s_t, (uint32_t)n);
         }
         off += n;
     }
@@ -489,9 +508,11 @@ template <typename F> __device__ bool run_together(const kctx &x, const struct d
                     }
                     if (blocked) continue;
                     if (st.prim == PRIM_SEND) {
-                        char *sq = chan(x, st.sendq);
-                        uint32_t t = ld_own(sq + CUDA_OFF_TAIL);
-                        if (t - ld_acquire(sq + CUDA_OFF_HEAD) < x.p.nslots) { pick = i; s_ctr = t; }
+                        uint32_t *v = sview(x, st);
+                        if (room(&v[S_HEAD_SEEN], chan(x, st.sendq) + CUDA_OFF_HEAD, v[S_TAIL], x.p.nslots)) {
+                            pick = i;
+                            s_ctr = v[S_TAIL];
+                        }
                     } else {
                         char *rq = chan(x, st.recvq);
                         uint32_t h = ld_own(rq + CUDA_OFF_HEAD);
@@ -522,7 +543,7 @@ template <typename F> __device__ bool run_together(const kctx &x, const struct d
         __threadfence_system();
         __syncthreads();
         if (threadIdx.x == 0) {
-            if (sending) post(x, q, s_ctr, (uint32_t)m);
+            if (sending) post(x, q, sview(x, st), s_ctr, (uint32_t)m);
             else st_release(q + CUDA_OFF_HEAD, s_ctr + 1);
             s_done[pick] = off + m;
         }

@@ -12,14 +12,15 @@
  *  0             4         tail     simple slots posted by the sender (wrapping u32)
  *  128           4         head     simple slots consumed by the receiver
  *  320           24*K      meta[K]  per slot: struct dmeta
- *  2048          4         ll_tail  LL slots written by the sender (only it reads it)
  *  2176          4         ll_head  LL slots consumed by the receiver
  *  4096          K*S       simple slots, slot i at 4096 + i*S
  *  4096+K*S      L*LLS     LL slots (L = CUDA_LL_SLOTS of CUDA_LL_SLOT_BYTES)
  * Channel ch starts at ch * cuda_chan_bytes(K, S). Only the owner of a counter writes
  * it (tail: sender, head: receiver), with a release store after the data; the other
- * side polls it with acquire loads. The counters persist across calls, so a kernel
- * reads its own counter at the start of each step and carries on from there.
+ * side polls it with acquire loads. The counters persist across calls. The sender also
+ * keeps its own count of slots written (simple and LL) and the head it last saw in its
+ * own memory (struct dstep.sctr), so it reads across the link only to wait for room;
+ * the receiver's own counter is in the FIFO, in its memory.
  *
  * Two protocols (LOOM_PROTO; by step size otherwise):
  *  simple  a slot of S bytes is written, fenced, then published by bumping tail; the
@@ -47,7 +48,6 @@
 #define CUDA_OFF_TAIL 0
 #define CUDA_OFF_HEAD 128
 #define CUDA_OFF_META 320
-#define CUDA_OFF_LL_TAIL 2048
 #define CUDA_OFF_LL_HEAD 2176
 #define CUDA_THREADS 512           /* threads per block                            */
 #define CUDA_LL_HDR 3              /* header lines: {bytes, seq} {kind, root} {count} */
@@ -55,6 +55,7 @@
 #define CUDA_LL_DATA (CUDA_LL_LINES * 8)                 /* payload of an LL slot  */
 #define CUDA_LL_SLOT_BYTES ((CUDA_LL_HDR + CUDA_LL_LINES) * 16)
 #define CUDA_LL_SLOTS 16
+#define CUDA_SCTR 4                /* sender counters per channel and link (dstep.sctr) */
 
 enum { PROTO_SIMPLE = 0, PROTO_LL = 1 };
 
@@ -81,6 +82,8 @@ struct dstep {
     int32_t pad;
     char *sendq;
     char *recvq;
+    uint32_t *sctr;               /* the sender's counters for sendq (device memory):
+                                     CUDA_SCTR per channel, see exec_cuda.cu         */
     const char *src;
     char *dst;
     uint64_t bytes;

@@ -46,6 +46,8 @@ struct cuda_comm {
     struct dstatus *status_h;      /* mapped pinned memory; status_d is its device view */
     struct dstatus *status_d;
     int32_t *scratch;              /* device: loom_barrier's int                       */
+    uint32_t *sctr;                /* device, zeroed: the sender's counters of every link,
+                                      CUDA_SCTR per channel, CUDA_MAX_CHANNELS per peer */
     struct cuda_link **send, **recv;   /* (nranks), opened on first use             */
     uint32_t nslots;
     size_t slot_bytes;
@@ -148,6 +150,7 @@ static loom_result_t comm_state(struct loom_comm *c, int device, struct cuda_com
         free(g);
         return loom_set_error(c, LOOM_ERR_SYSTEM, "out of memory");
     }
+    size_t sctr_bytes = (size_t)c->nranks * CUDA_MAX_CHANNELS * CUDA_SCTR * sizeof *g->sctr;
     cudaError_t e;
     const char *what = "cudaSetDevice";
     if ((e = cudaSetDevice(device)) == cudaSuccess &&
@@ -155,7 +158,10 @@ static loom_result_t comm_state(struct loom_comm *c, int device, struct cuda_com
         (what = "cudaEventCreateWithFlags", e = cudaEventCreateWithFlags(&g->last, cudaEventDisableTiming)) == cudaSuccess &&
         (what = "cudaHostAlloc", e = cudaHostAlloc((void **)&g->status_h, sizeof *g->status_h, cudaHostAllocMapped)) == cudaSuccess &&
         (what = "cudaHostGetDevicePointer", e = cudaHostGetDevicePointer((void **)&g->status_d, g->status_h, 0)) == cudaSuccess &&
-        (what = "cudaMalloc", e = cudaMalloc((void **)&g->scratch, sizeof *g->scratch)) == cudaSuccess) {
+        (what = "cudaMalloc", e = cudaMalloc((void **)&g->scratch, sizeof *g->scratch)) == cudaSuccess &&
+        (what = "cudaMalloc", e = cudaMalloc((void **)&g->sctr, sctr_bytes)) == cudaSuccess &&
+        (what = "cudaMemsetAsync", e = cudaMemsetAsync(g->sctr, 0, sctr_bytes, g->own)) == cudaSuccess &&
+        (what = "cudaStreamSynchronize", e = cudaStreamSynchronize(g->own)) == cudaSuccess) {
         memset(g->status_h, 0, sizeof *g->status_h);
         /* a failure before this point raised no word: raise it now */
         if (atomic_load(&c->status) != LOOM_SUCCESS) g->status_h->flag = atomic_load(&c->status);
@@ -165,6 +171,8 @@ static loom_result_t comm_state(struct loom_comm *c, int device, struct cuda_com
         *out = g;
         return LOOM_SUCCESS;
     }
+    if (g->sctr) cudaFree(g->sctr);
+    if (g->scratch) cudaFree(g->scratch);
     if (g->status_h) cudaFreeHost(g->status_h);
     if (g->last) cudaEventDestroy(g->last);
     if (g->own) cudaStreamDestroy(g->own);
@@ -193,6 +201,7 @@ void cuda_comm_free(struct loom_comm *c)
         cuda_link_close(g->recv[r]);
     }
     cudaFree(g->scratch);
+    cudaFree(g->sctr);
     cudaFreeHost(g->status_h);
     cudaEventDestroy(g->last);
     cudaStreamDestroy(g->own);
@@ -375,7 +384,10 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
         for (int i = 0; i < sch.n && r == LOOM_SUCCESS; i++) {
             const struct step *st = &sch.steps[i];
             if (pass == 1) {
-                if (st->send_peer >= 0) r = link_of(c, g, st->send_peer, true, s, &ds[i].sendq);
+                if (st->send_peer >= 0) {
+                    r = link_of(c, g, st->send_peer, true, s, &ds[i].sendq);
+                    ds[i].sctr = g->sctr + (size_t)st->send_peer * CUDA_MAX_CHANNELS * CUDA_SCTR;
+                }
                 continue;
             }
             if (pass == 2) {
