@@ -226,12 +226,16 @@ enum { S_TAIL, S_HEAD_SEEN, S_LL_TAIL, S_LL_HEAD_SEEN, S_NCTR };
 static_assert(S_NCTR == CUDA_SCTR, "exec_cuda.h sizes the counters");
 __device__ __forceinline__ uint32_t *sview(const kctx &x, const struct dstep &st) { return st.sctr + S_NCTR * x.ch; }
 
-/* Thread 0: is slot t free? Re-reads the receiver's head only when the one seen says no. */
+/* Thread 0: is slot t free? Re-reads the receiver's head only when the one seen says
+   no, and stores it back only when it moved. */
 __device__ __forceinline__ bool room(uint32_t *seen, const char *head, uint32_t t, uint32_t k)
 {
-    if (t - *seen < k) return true;
-    *seen = ld_acquire(head);
-    return t - *seen < k;
+    uint32_t s = *seen;
+    if (t - s < k) return true;
+    uint32_t h = ld_acquire(head);
+    if (h == s) return false;
+    *seen = h;
+    return t - h < k;
 }
 
 /* Thread 0: publish simple slot t (its data written and fenced by the block). */
@@ -326,7 +330,7 @@ template <typename F> __device__ __forceinline__ uint64_t vop8(uint64_t a, uint6
    thread reading them, which matters when the FIFO is across PCIe). */
 __device__ bool ll_meta_ok(const kctx &x, const char *is, uint32_t flag, uint32_t want_bytes, int step)
 {
-    unsigned long long w[CUDA_LL_HDR] = { 0, 0, 0 };
+    unsigned long long w[CUDA_LL_HDR] = {};
     int got = 1;
     if ((threadIdx.x & 31) == 0)
         for (int i = 0; i < CUDA_LL_HDR && got; i++) {

@@ -19,8 +19,9 @@
  * it (tail: sender, head: receiver), with a release store after the data; the other
  * side polls it with acquire loads. The counters persist across calls. The sender also
  * keeps its own count of slots written (simple and LL) and the head it last saw in its
- * own memory (struct dstep.sctr), so it reads across the link only to wait for room;
- * the receiver's own counter is in the FIFO, in its memory.
+ * own memory (struct dstep.sctr), so it reads across the link only to wait for room.
+ * The receiver's own counter (head) is in the FIFO: its memory for a device FIFO, but
+ * across PCIe for host FIFOs and staged links (a cache like sctr would save that read).
  *
  * Two protocols (LOOM_PROTO; by step size otherwise):
  *  simple  a slot of S bytes is written, fenced, then published by bumping tail; the

@@ -3,7 +3,8 @@
  * Per communicator, on its first device call: the device it is bound to, a stream
  * of its own (for calls with no CUDA stream), an event marking its last launch, a
  * status word in mapped pinned memory that every kernel polls and the host raises on
- * failure (struct dstatus), and its cuda_ipc links (transport/cuda_ipc.c).
+ * failure (struct dstatus), the senders' own counters of every link (sctr, device
+ * memory) and its links (transport/cuda_ipc.c).
  *
  * A call builds the same schedule as the host executor (algos/schedule.c), picks its
  * number of channels (thread blocks: one per 64 KiB, up to LOOM_CUDA_CHANNELS) and each
@@ -113,6 +114,19 @@ static loom_result_t cuda_fail(struct loom_comm *c, cudaError_t e, const char *w
 
 #define CU(c, call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) return cuda_fail(c, e_, #call); } while (0)
 
+/* n bytes at d zeroed before it returns, on a stream of its own that waits for no other
+   work (the comm's own stream is a blocking one: it would wait for the legacy stream,
+   which may wait for another rank's kernel, which waits for this one). */
+static cudaError_t zero_now(void *d, size_t n)
+{
+    cudaStream_t t;
+    cudaError_t e = cudaStreamCreateWithFlags(&t, cudaStreamNonBlocking);
+    if (e != cudaSuccess) return e;
+    if ((e = cudaMemsetAsync(d, 0, n, t)) == cudaSuccess) e = cudaStreamSynchronize(t);
+    cudaStreamDestroy(t);
+    return e;
+}
+
 static loom_result_t comm_state(struct loom_comm *c, int device, struct cuda_comm **out)
 {
     struct cuda_comm *g = atomic_load(&c->cuda);
@@ -160,8 +174,7 @@ static loom_result_t comm_state(struct loom_comm *c, int device, struct cuda_com
         (what = "cudaHostGetDevicePointer", e = cudaHostGetDevicePointer((void **)&g->status_d, g->status_h, 0)) == cudaSuccess &&
         (what = "cudaMalloc", e = cudaMalloc((void **)&g->scratch, sizeof *g->scratch)) == cudaSuccess &&
         (what = "cudaMalloc", e = cudaMalloc((void **)&g->sctr, sctr_bytes)) == cudaSuccess &&
-        (what = "cudaMemsetAsync", e = cudaMemsetAsync(g->sctr, 0, sctr_bytes, g->own)) == cudaSuccess &&
-        (what = "cudaStreamSynchronize", e = cudaStreamSynchronize(g->own)) == cudaSuccess) {
+        (what = "zeroing the sender counters", e = zero_now(g->sctr, sctr_bytes)) == cudaSuccess) {
         memset(g->status_h, 0, sizeof *g->status_h);
         /* a failure before this point raised no word: raise it now */
         if (atomic_load(&c->status) != LOOM_SUCCESS) g->status_h->flag = atomic_load(&c->status);
