@@ -63,16 +63,23 @@ struct fifo {
     uint32_t  nslots;      /* K, power of two <= FIFO_MAX_SLOTS               */
     size_t    slot_bytes;  /* S, multiple of 64                               */
     size_t    map_bytes;   /* FIFO_DATA_OFFSET + K*S                          */
+    uint32_t  head_seen;   /* sender: the head it last read (see fifo_send_slot) */
 };
 
 size_t fifo_map_bytes(uint32_t nslots, size_t slot_bytes);
 
-/* Sender: the slot at tail if one is free, else NULL. */
+/* Sender: the slot at tail if one is free, else NULL. The receiver's head is read
+   (acquire) only when the one last seen says the FIFO is full: the head's cache line
+   stays with the receiver instead of crossing cores on every slot. A head seen is
+   never ahead of the real one, and the acquire that saw it ordered the receiver's
+   reads of every slot before it. One sender thread at a time per FIFO. */
 static inline char *fifo_send_slot(struct fifo *f)
 {
     uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
-    uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_acquire);
-    if (t - h >= f->nslots) return NULL;
+    if (t - f->head_seen >= f->nslots) {
+        f->head_seen = atomic_load_explicit(&f->ctrl->head, memory_order_acquire);
+        if (t - f->head_seen >= f->nslots) return NULL;
+    }
     return f->data + (size_t)(t & (f->nslots - 1)) * f->slot_bytes;
 }
 /* Sender: publish the slot returned by fifo_send_slot with its meta. */
