@@ -72,18 +72,20 @@ template <int OP> struct Fn<BF16, OP> {
     }
 };
 
-template <typename F> __device__ __forceinline__ uint4 vop(uint4 a, uint4 b)
+/* a op b element by element over one word W: 16 bytes (uint4, the bulk path) or 8
+   (an LL line's data; a partial word is zero-padded, its padding computed and never
+   stored) */
+template <typename F, typename W> __device__ __forceinline__ W vop(W a, W b)
 {
     typedef typename F::S S;
-    const int n = 16 / sizeof(S);
+    const int n = sizeof(W) / sizeof(S);
     S x[n], y[n];
-    memcpy(x, &a, 16);
-    memcpy(y, &b, 16);
+    memcpy(x, &a, sizeof(W));
+    memcpy(y, &b, sizeof(W));
 #pragma unroll
     for (int i = 0; i < n; i++) x[i] = F::f(x[i], y[i]);
-    uint4 r;
-    memcpy(&r, x, 16);
-    return r;
+    memcpy(&a, x, sizeof(W));
+    return a;
 }
 
 /* d1[i] = a[i] op b[i] (b NULL: a[i]), and d2[i] too unless NULL; n bytes, a multiple
@@ -107,7 +109,7 @@ __device__ void apply(char *d1, char *d2, const char *a, const char *b, uint64_t
 #pragma unroll
             for (int u = 0; u < UNROLL; u++) y[u] = __ldcg(vb + i + u * NTHREADS);
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++) x[u] = vop<F>(x[u], y[u]);
+            for (int u = 0; u < UNROLL; u++) x[u] = vop<F, uint4>(x[u], y[u]);
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
@@ -117,7 +119,7 @@ __device__ void apply(char *d1, char *d2, const char *a, const char *b, uint64_t
     }
     for (; i < nv; i += NTHREADS) {
         uint4 x = __ldcg(va + i);
-        if (b) x = vop<F>(x, __ldcg(vb + i));
+        if (b) x = vop<F, uint4>(x, __ldcg(vb + i));
         v1[i] = x;
         if (d2) v2[i] = x;
     }
@@ -310,21 +312,6 @@ __device__ __forceinline__ void st8(char *p, uint64_t v, uint32_t nb)
     for (uint32_t i = 0; i < nb; i++) p[i] = (char)(v >> (8 * i));
 }
 
-/* a op b on the elements of 8 bytes (a partial word is zero-padded; its padding is
-   computed and never stored) */
-template <typename F> __device__ __forceinline__ uint64_t vop8(uint64_t a, uint64_t b)
-{
-    typedef typename F::S S;
-    const int n = 8 / sizeof(S);
-    S x[n], y[n];
-    memcpy(x, &a, 8);
-    memcpy(y, &b, 8);
-#pragma unroll
-    for (int i = 0; i < n; i++) x[i] = F::f(x[i], y[i]);
-    memcpy(&a, x, 8);
-    return a;
-}
-
 /* Every thread: the slot's header lines, checked against this call. Lane 0 of each
    warp waits for them and hands them to its warp (a sixteenth of the polling of every
    thread reading them, which matters when the FIFO is across PCIe). */
@@ -388,7 +375,7 @@ template <typename F> __device__ bool run_step_ll(const kctx &x, const struct ds
             uint64_t v = 0;
             if (is) {
                 ok = ll_load(x, is + 16 * (CUDA_LL_HDR + threadIdx.x), ll_flag(s_h), v, idx);
-                if (red) v = vop8<F>(v, ld8(st.src + off + b, nb));
+                if (red) v = vop<F, uint64_t>(v, ld8(st.src + off + b, nb));
             } else {
                 v = ld8(st.src + off + b, nb);
             }

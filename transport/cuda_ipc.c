@@ -102,6 +102,24 @@ static void *map_shm(const char *name, size_t bytes, bool create, char *err, siz
     return m == MAP_FAILED ? NULL : m;
 }
 
+/* Register l->host (bytes long) with CUDA as mapped pinned memory; l->fifo becomes its
+   device address. what: the FIFO, for messages. */
+static loom_result_t register_host(struct cuda_link *l, size_t bytes, const char *what, char *err, size_t errlen)
+{
+    char msg[96];
+    cudaError_t e = cudaHostRegister(l->host, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable);
+    if (e != cudaSuccess) {
+        snprintf(msg, sizeof msg, "cudaHostRegister of the %s", what);
+        return cerr(e, msg, err, errlen);
+    }
+    l->registered = true;
+    if ((e = cudaHostGetDevicePointer((void **)&l->fifo, l->host, 0)) != cudaSuccess) {
+        snprintf(msg, sizeof msg, "cudaHostGetDevicePointer of the %s", what);
+        return cerr(e, msg, err, errlen);
+    }
+    return LOOM_SUCCESS;
+}
+
 /* The host FIFO of l (hname): created zeroed by the sender, mapped by the receiver,
    registered with CUDA on both; l->fifo is its device address. */
 static loom_result_t map_host_fifo(struct cuda_link *l, bool create, char *err, size_t errlen)
@@ -110,12 +128,7 @@ static loom_result_t map_host_fifo(struct cuda_link *l, bool create, char *err, 
     l->host = map_shm(l->hname, l->host_bytes, create, err, errlen);
     if (l->host == NULL) return LOOM_ERR_SYSTEM;
     l->host_made = create;
-    cudaError_t e = cudaHostRegister(l->host, l->host_bytes, cudaHostRegisterMapped | cudaHostRegisterPortable);
-    if (e != cudaSuccess) return cerr(e, "cudaHostRegister of the host FIFO", err, errlen);
-    l->registered = true;
-    if ((e = cudaHostGetDevicePointer((void **)&l->fifo, l->host, 0)) != cudaSuccess)
-        return cerr(e, "cudaHostGetDevicePointer of the host FIFO", err, errlen);
-    return LOOM_SUCCESS;
+    return register_host(l, l->host_bytes, "host FIFO", err, errlen);
 }
 
 static loom_result_t publish(struct loom_comm *c, struct cuda_link *l, cudaStream_t s, char *err, size_t errlen)
@@ -304,12 +317,7 @@ static loom_result_t open_staged(struct loom_comm *c, struct cuda_link *l, int p
         return LOOM_ERR_INTERNAL;
     }
     l->host = (char *)f->ctrl;                 /* the conn's memory: tcp.c unmaps it */
-    cudaError_t e = cudaHostRegister(l->host, f->map_bytes, cudaHostRegisterMapped | cudaHostRegisterPortable);
-    if (e != cudaSuccess) return cerr(e, "cudaHostRegister of the tcp FIFO", err, errlen);
-    l->registered = true;
-    if ((e = cudaHostGetDevicePointer((void **)&l->fifo, l->host, 0)) != cudaSuccess)
-        return cerr(e, "cudaHostGetDevicePointer of the tcp FIFO", err, errlen);
-    return LOOM_SUCCESS;
+    return register_host(l, f->map_bytes, "tcp FIFO", err, errlen);
 }
 
 loom_result_t cuda_link_open(struct loom_comm *c, int peer, bool is_send, size_t bytes, void *stream,
