@@ -547,19 +547,23 @@ static int backward_step(struct trainer *t, int j, float **din)
     return backward(t, j, last_stage(t) ? NULL : t->gin, din);
 }
 
+/* One micro-batch's backward alone: its gradient in, backward, the input's gradient out
+   (GPipe's backward phase, 1F1B's cool-down). */
+static int recv_backward_send(struct trainer *t, int j)
+{
+    float *din;
+    return exchange(t, &(struct xfer){ .recv_grad = t->gin, .recv_grad_mb = j }) || backward_step(t, j, &din) ||
+           exchange(t, &(struct xfer){ .send_grad = din, .send_grad_mb = j }) ? -1 : 0;
+}
+
 static int run_gpipe(struct trainer *t)
 {
     int m = t->c.micro;
     for (int j = 0; j < m; j++)
         if (recv_forward(t, j) || forward(t, j) || send_forward(t, j)) return -1;
     if (!t->training) return 0;
-    for (int j = 0; j < m; j++) {
-        float *din;
-        if (exchange(t, &(struct xfer){ .recv_grad = t->gin, .recv_grad_mb = j }) ||
-            backward_step(t, j, &din) ||
-            exchange(t, &(struct xfer){ .send_grad = din, .send_grad_mb = j }))
-            return -1;
-    }
+    for (int j = 0; j < m; j++)
+        if (recv_backward_send(t, j)) return -1;
     return 0;
 }
 
@@ -591,14 +595,8 @@ static int run_1f1b(struct trainer *t)
                 return -1;
         }
     }
-    for (int i = 0; i < warm; i++) {
-        int jb = rest + i;
-        float *din;
-        if (exchange(t, &(struct xfer){ .recv_grad = t->gin, .recv_grad_mb = jb }) ||
-            backward_step(t, jb, &din) ||
-            exchange(t, &(struct xfer){ .send_grad = din, .send_grad_mb = jb }))
-            return -1;
-    }
+    for (int i = 0; i < warm; i++)
+        if (recv_backward_send(t, rest + i)) return -1;
     return 0;
 }
 
