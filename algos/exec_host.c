@@ -129,22 +129,22 @@ static loom_result_t wait_check(struct exec *x, struct loom_conn *conn, bool sen
     return LOOM_SUCCESS;
 }
 
-/* Wait for a free slot (sending) or a full one (receiving). */
-static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool sending,
+/* Wait for a free slot for n bytes (sending) or a full one (receiving). */
+static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool sending, size_t n,
                                char **slot, struct slot_meta *m)
 {
     struct fifo *f = &conn->fifo;
-    *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
+    *slot = sending ? fifo_send_slot(f, n) : fifo_recv_slot(f, m);
     if (*slot) return LOOM_SUCCESS;
     struct spin sp = spin_start(x, conn->proxied);
     while (spin_again(&sp, x)) {
-        *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
+        *slot = sending ? fifo_send_slot(f, n) : fifo_recv_slot(f, m);
         if (*slot) return LOOM_SUCCESS;
     }
     for (;;) {
         _Atomic uint32_t *ctr = sending ? &f->ctrl->head : &f->ctrl->tail;
         uint32_t seen = atomic_load(ctr);
-        *slot = sending ? fifo_send_slot(f) : fifo_recv_slot(f, m);
+        *slot = sending ? fifo_send_slot(f, n) : fifo_recv_slot(f, m);
         if (*slot) return LOOM_SUCCESS;
         loom_result_t r = wait_check(x, conn, sending);
         if (r != LOOM_SUCCESS) return r;
@@ -217,10 +217,10 @@ static loom_result_t run_step(struct exec *x, const struct step *st)
         want.bytes = (uint32_t)n;
         char *islot = NULL, *oslot = NULL;
         if (in) {
-            if ((r = wait_slot(x, in, false, &islot, &got)) != LOOM_SUCCESS) return r;
+            if ((r = wait_slot(x, in, false, n, &islot, &got)) != LOOM_SUCCESS) return r;
             if ((r = check_meta(x, in, &want, &got)) != LOOM_SUCCESS) return r;
         }
-        if (out && (r = wait_slot(x, out, true, &oslot, NULL)) != LOOM_SUCCESS) return r;
+        if (out && (r = wait_slot(x, out, true, n, &oslot, NULL)) != LOOM_SUCCESS) return r;
         const char *src = st->src + done;
         char *dst = st->dst + done;
         switch (st->prim) {
@@ -258,7 +258,7 @@ static loom_result_t xfer_try(struct exec *x, struct xfer *t, bool *moved)
         size_t n = t->st->bytes - t->done < S ? t->st->bytes - t->done : S;
         struct slot_meta want = t->want, got;
         want.bytes = (uint32_t)n;
-        char *slot = sending ? fifo_send_slot(&t->conn->fifo) : fifo_recv_slot(&t->conn->fifo, &got);
+        char *slot = sending ? fifo_send_slot(&t->conn->fifo, n) : fifo_recv_slot(&t->conn->fifo, &got);
         if (slot == NULL) return LOOM_SUCCESS;
         if (sending) {
             memcpy(slot, t->st->src + t->done, n);

@@ -24,7 +24,14 @@ static void futex_wake(_Atomic uint32_t *addr)
 void fifo_post(struct fifo *f, const struct slot_meta *m)
 {
     uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
-    f->ctrl->meta[t & (f->nslots - 1)] = *m;
+    uint32_t i = t & (f->nslots - 1);
+    f->posts++;
+    if (f->lines && m->bytes <= FIFO_LINE_DATA) {
+        f->lines[i].meta = *m;
+        atomic_store_explicit(&f->lines[i].post, f->posts, memory_order_release);
+    } else {
+        f->ctrl->meta[i] = *m;
+    }
     atomic_store(&f->ctrl->tail, t + 1);            /* seq_cst: orders the load below */
     if (atomic_load(&f->ctrl->rx_sleepers)) futex_wake(&f->ctrl->tail);
 }
@@ -32,6 +39,7 @@ void fifo_post(struct fifo *f, const struct slot_meta *m)
 void fifo_release(struct fifo *f)
 {
     uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_relaxed);
+    f->posts++;
     atomic_store(&f->ctrl->head, h + 1);
     if (atomic_load(&f->ctrl->tx_sleepers)) futex_wake(&f->ctrl->head);
 }

@@ -1,10 +1,11 @@
 /* shm.c: the shared-memory transport between processes on one host.
  * A directed link src -> dst is one POSIX shared-memory object,
- * "/loom-<comm tag>-<src>-<dst>", holding the FIFO (layout in transport.h). Both
- * sides open it with O_CREAT and size it, so neither waits for the other; a zero
- * FIFO is an empty FIFO. The second process to map it unlinks the name, so nothing
- * is left in /dev/shm once both sides are attached; close() unlinks too, covering a
- * peer that never came. No thread: executors read and write the FIFO directly. */
+ * "/loom-<comm tag>-<src>-<dst>", holding the FIFO and its lines for small slots
+ * (layout in transport.h). Both sides open it with O_CREAT and size it, so neither
+ * waits for the other; a zero FIFO is an empty FIFO. The second process to map it
+ * unlinks the name, so nothing is left in /dev/shm once both sides are attached;
+ * close() unlinks too, covering a peer that never came. No thread: executors read and
+ * write the FIFO directly. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,7 +36,8 @@ static loom_result_t shm_open_link(struct loom_conn *c, char *err, size_t errlen
         return LOOM_ERR_SYSTEM;
     }
     snprintf(sp->name, sizeof sp->name, "/loom-%s-%d-%d", comm->tag, src, dst);
-    size_t bytes = fifo_map_bytes(comm->cfg.nslots, comm->cfg.slot_bytes);
+    size_t data_end = fifo_map_bytes(comm->cfg.nslots, comm->cfg.slot_bytes);
+    size_t bytes = data_end + (size_t)comm->cfg.nslots * sizeof(struct fifo_line);
     int fd = shm_open(sp->name, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) goto fail;
     if (ftruncate(fd, (off_t)bytes) != 0) goto fail_close;
@@ -44,6 +46,7 @@ static loom_result_t shm_open_link(struct loom_conn *c, char *err, size_t errlen
     close(fd);
     c->fifo.ctrl = mem;
     c->fifo.data = (char *)mem + FIFO_DATA_OFFSET;
+    c->fifo.lines = (struct fifo_line *)((char *)mem + data_end);
     c->fifo.nslots = comm->cfg.nslots;
     c->fifo.slot_bytes = comm->cfg.slot_bytes;
     c->fifo.map_bytes = bytes;

@@ -190,7 +190,7 @@ static loom_result_t recv_progress(struct loom_conn *c, struct tcp_priv *tp, boo
                                    char *err, size_t errlen)
 {
     for (int guard = 0; guard < 1024; guard++) {
-        char *slot = fifo_send_slot(&c->fifo);
+        char *slot = fifo_send_slot(&c->fifo, c->fifo.slot_bytes);  /* no lines on tcp */
         if (slot == NULL) return LOOM_SUCCESS;          /* FIFO full: wait for a kick */
         size_t hdr = sizeof tp->rmeta;
         ssize_t n;
@@ -240,7 +240,7 @@ static int tcp_poll_fd(struct loom_conn *c, short *events)
     if (tp->fd < 0 || tp->broken) return -1;
     if (c->is_send) {
         if (tp->blocked) *events = POLLOUT;
-    } else if (fifo_send_slot(&c->fifo) != NULL) {
+    } else if (fifo_send_slot(&c->fifo, c->fifo.slot_bytes) != NULL) {
         *events = POLLIN;
     }
     return tp->fd;

@@ -17,8 +17,17 @@
  *  256         4          attached     processes that mapped it (shm: 2nd unlinks)
  *  320         24*K       meta[K]      per slot: bytes, and the operation it belongs to
  *  4096        K*S        slot data    slot i at 4096 + i*S, S = slot_bytes
+ *  4096+K*S    256*K      lines[K]     shm only: struct fifo_line, small slots inline
  * head and tail sit on different 128-byte lines (a GPU's L2 line; the device FIFOs
  * share this control block) so the two sides never write one line.
+ *
+ * Small slots on shm (up to FIFO_LINE_DATA bytes) travel inline: the sender writes the
+ * payload and the meta into slot i's line and then the post number (this link's posts
+ * counted from 1, 64 bits, so it never repeats) with a release store, then tail as
+ * usual. The receiver polls that line: one cache line crosses cores, where a slot in
+ * the data area costs three read one after another (tail, then meta and data). Tail
+ * still moves for every slot, so sleeping on it and the sender's flow control (head)
+ * are the same for both kinds.
  */
 #ifndef LOOM_TRANSPORT_H
 #define LOOM_TRANSPORT_H
@@ -56,44 +65,71 @@ struct fifo_ctrl {
 };
 _Static_assert(sizeof(struct fifo_ctrl) <= FIFO_DATA_OFFSET, "FIFO header too large");
 
+/* A small slot sent inline (shm): post number, meta and payload, first line first. */
+#define FIFO_LINE_BYTES 256
+#define FIFO_LINE_DATA (FIFO_LINE_BYTES - 32)
+struct fifo_line {
+    _Alignas(64) _Atomic uint64_t post;   /* the link's post number, from 1     */
+    struct slot_meta meta;
+    char data[FIFO_LINE_DATA];            /* 32 bytes share the first line      */
+};
+_Static_assert(sizeof(struct fifo_line) == FIFO_LINE_BYTES, "fifo_line layout");
+
 /* One side's view of a FIFO. */
 struct fifo {
     struct fifo_ctrl *ctrl;
     char     *data;        /* ctrl + FIFO_DATA_OFFSET                         */
+    struct fifo_line *lines; /* shm: data + K*S (inline small slots); else NULL */
     uint32_t  nslots;      /* K, power of two <= FIFO_MAX_SLOTS               */
     size_t    slot_bytes;  /* S, multiple of 64                               */
-    size_t    map_bytes;   /* FIFO_DATA_OFFSET + K*S                          */
+    size_t    map_bytes;   /* FIFO_DATA_OFFSET + K*S (+ K lines on shm)       */
     uint32_t  head_seen;   /* sender: the head it last read (see fifo_send_slot) */
+    uint64_t  posts;       /* this side's slots posted (sender) or released
+                              (receiver) so far: the lines' post numbers      */
 };
 
 size_t fifo_map_bytes(uint32_t nslots, size_t slot_bytes);
 
-/* Sender: the slot at tail if one is free, else NULL. The receiver's head is read
-   (acquire) only when the one last seen says the FIFO is full: the head's cache line
-   stays with the receiver instead of crossing cores on every slot. A head seen is
+/* Sender: where to write the next slot of n payload bytes if one is free, else NULL
+   (its line when it goes inline, else the data slot at tail). The receiver's head is
+   read (acquire) only when the one last seen says the FIFO is full: the head's cache
+   line stays with the receiver instead of crossing cores on every slot. A head seen is
    never ahead of the real one, and the acquire that saw it ordered the receiver's
    reads of every slot before it. One sender thread at a time per FIFO. */
-static inline char *fifo_send_slot(struct fifo *f)
+static inline char *fifo_send_slot(struct fifo *f, size_t n)
 {
     uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
     if (t - f->head_seen >= f->nslots) {
         f->head_seen = atomic_load_explicit(&f->ctrl->head, memory_order_acquire);
         if (t - f->head_seen >= f->nslots) return NULL;
     }
-    return f->data + (size_t)(t & (f->nslots - 1)) * f->slot_bytes;
+    uint32_t i = t & (f->nslots - 1);
+    if (f->lines && n <= FIFO_LINE_DATA) return f->lines[i].data;
+    return f->data + (size_t)i * f->slot_bytes;
 }
-/* Sender: publish the slot returned by fifo_send_slot with its meta. */
+/* Sender: publish the slot returned by fifo_send_slot with its meta (m->bytes is the
+   n given there). */
 void fifo_post(struct fifo *f, const struct slot_meta *m);
 
-/* Receiver: the slot at head if one is full (its meta in *m), else NULL. */
+/* Receiver: the slot at head if one is full (its meta in *m), else NULL. The line is
+   looked at first (an inline slot is complete once its post number is there, before
+   tail moves), and again once tail says a slot is there: tail's acquire orders the
+   line's post number before it, so a line still without it means a data slot. Having
+   taken an inline slot before its tail moved, head can be one ahead of tail. */
 static inline char *fifo_recv_slot(struct fifo *f, struct slot_meta *m)
 {
     uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_relaxed);
-    uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_acquire);
-    if (t == h) return NULL;
     uint32_t i = h & (f->nslots - 1);
+    struct fifo_line *l = f->lines ? &f->lines[i] : NULL;
+    if (l && atomic_load_explicit(&l->post, memory_order_acquire) == f->posts + 1) goto in_line;
+    uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_acquire);
+    if ((int32_t)(t - h) <= 0) return NULL;
+    if (l && atomic_load_explicit(&l->post, memory_order_relaxed) == f->posts + 1) goto in_line;
     *m = f->ctrl->meta[i];
     return f->data + (size_t)i * f->slot_bytes;
+in_line:
+    *m = l->meta;
+    return l->data;
 }
 /* Receiver: hand the slot back to the sender. */
 void fifo_release(struct fifo *f);
