@@ -9,15 +9,27 @@
  */
 #include "exec.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "log.h"
 #include "reduce.h"
 
 #define SLEEP_SLICE_US 10000
+/* Single copy on shm: a 2-rank all-gather step of this many bytes hands over the
+   address of its block instead of copying it into the FIFO, and the peer copies straight
+   from this rank's buffer into its output with process_vm_readv (what Open MPI's vader
+   does above 4 KiB). Measured against the FIFO's two copies on this 2-core machine
+   (bench/RESULTS.md, 2026-12-02): the kernel's copy plus its page pinning wins from 32
+   KiB per rank (64 KiB all-gather 5.4-6.9 -> 4.8 us) and loses from 128 KiB, where the
+   FIFO's copies are cheaper than pinning. Not for broadcast: there the root only waits
+   while the receiver copies alone, and it measured no better (32-128 KiB). */
+#define REMOTE_MIN_BYTES (32u << 10)
+#define REMOTE_MAX_BYTES (64u << 10)
 /* Per-rank count x dtype from which outputs stream. 8 MiB, not 1: below it the output
    still fits this machine's L3 beside the FIFOs, and cached stores win (2-rank
    broadcast of 2 MiB: 7.1-8.0 GB/s streaming, 13.6-16.0 cached, 3 alternating runs);
@@ -30,6 +42,9 @@ struct exec {
     uint64_t deadline;         /* set by the first wait that sleeps (0 before) */
     struct slot_meta meta;     /* what this operation's slots carry */
     bool stream_out;           /* output too big to stay cached: bypass the cache */
+    bool remote_ok;            /* steps may hand over addresses (REMOTE_MIN_BYTES)  */
+    struct loom_conn *remote_conn;   /* where they went, and the tail after the     */
+    uint32_t remote_until;           /* last: the call ends once head reaches it    */
 };
 
 /* Final data into the user's output. For large outputs, non-temporal stores: no
@@ -174,10 +189,56 @@ loom_result_t meta_mismatch(struct loom_comm *c, int peer, const struct slot_met
 static loom_result_t check_meta(struct exec *x, struct loom_conn *conn, const struct slot_meta *want,
                                 const struct slot_meta *got)
 {
-    if (got->kind == want->kind && got->count == want->count && got->seq == want->seq &&
-        got->root == want->root && got->bytes == want->bytes)
+    struct slot_meta g = *got;
+    g.kind &= ~SLOT_REMOTE;
+    if (g.kind == want->kind && g.count == want->count && g.seq == want->seq && g.root == want->root &&
+        g.bytes == want->bytes)
         return LOOM_SUCCESS;
-    return meta_mismatch(x->c, conn->peer, want, got, "");
+    return meta_mismatch(x->c, conn->peer, want, &g, "");
+}
+
+/* ---- single copy (shm, REMOTE_MIN_BYTES) ---- */
+
+/* May this step hand the peer its source's address? Only where the peer's step reads it
+   into its output and the source stays unchanged to the end of the call (a 2-rank
+   all-gather's own block, in place or not), and the receiver said it can read this
+   process (transport.h, remote_read). */
+static bool remote_step(const struct exec *x, const struct step *st, const struct loom_conn *out)
+{
+    return x->remote_ok && st->bytes >= REMOTE_MIN_BYTES && st->bytes <= REMOTE_MAX_BYTES && out->fifo.lines &&
+           atomic_load_explicit(&out->fifo.ctrl->remote_read, memory_order_relaxed) == 1;
+}
+
+/* Copy a remote slot's n bytes from the sender's buffer to dst. */
+static loom_result_t remote_read(struct exec *x, struct loom_conn *conn, char *dst, const char *slot, size_t n)
+{
+    struct slot_remote d;
+    memcpy(&d, slot, sizeof d);
+    struct iovec local = { dst, n }, remote = { (void *)(uintptr_t)d.addr, n };
+    ssize_t got = process_vm_readv(d.pid, &local, 1, &remote, 1, 0);
+    if (got == (ssize_t)n) return LOOM_SUCCESS;
+    char why[160];
+    snprintf(why, sizeof why, "reading %zu bytes of the peer's buffer with process_vm_readv: %s", n,
+             got < 0 ? strerror(errno) : "short read");
+    return fail_wait(x, conn, LOOM_ERR_SYSTEM, why);
+}
+
+/* The end of a call that handed over addresses: its sources must stay unchanged until
+   the peer has read them, i.e. until head passes the last such slot. Deadlock-free: the
+   peer reads them in its own steps of the same call, never waiting for this rank's. */
+static loom_result_t wait_remote_read(struct exec *x)
+{
+    struct loom_conn *conn = x->remote_conn;
+    struct fifo *f = &conn->fifo;
+    struct spin sp = spin_start(x, false);
+    for (;;) {
+        uint32_t h = atomic_load(&f->ctrl->head);
+        if ((int32_t)(h - x->remote_until) >= 0) return LOOM_SUCCESS;
+        if (spin_again(&sp, x)) continue;
+        loom_result_t r = wait_check(x, conn, true);
+        if (r != LOOM_SUCCESS) return r;
+        fifo_sleep(f, false, h, SLEEP_SLICE_US);
+    }
 }
 
 static void post(struct loom_conn *conn, const struct slot_meta *m)
@@ -211,18 +272,41 @@ static loom_result_t run_step(struct exec *x, const struct step *st)
     if (st->recv_peer >= 0 && (r = comm_conn(c, st->recv_peer, false, &in)) != LOOM_SUCCESS) return r;
     if (st->send_peer >= 0 && (r = comm_conn(c, st->send_peer, true, &out)) != LOOM_SUCCESS) return r;
     size_t S = c->cfg.slot_bytes, E = loom_dtype_size(op->dt);
+    bool remote = out && (st->prim == PRIM_SEND || st->prim == PRIM_COPY_SEND) && remote_step(x, st, out);
     for (size_t done = 0; done < st->bytes;) {
         size_t n = st->bytes - done < S ? st->bytes - done : S;
         struct slot_meta want = x->meta, got;
         want.bytes = (uint32_t)n;
         char *islot = NULL, *oslot = NULL;
+        const char *src = st->src + done;
+        char *dst = st->dst + done;
         if (in) {
             if ((r = wait_slot(x, in, false, n, &islot, &got)) != LOOM_SUCCESS) return r;
             if ((r = check_meta(x, in, &want, &got)) != LOOM_SUCCESS) return r;
+            if (got.kind & SLOT_REMOTE) {          /* the bytes are still in the sender */
+                char *to = st->prim == PRIM_RECV ? dst : fifo_recv_data(&in->fifo);
+                if ((r = remote_read(x, in, to, islot, n)) != LOOM_SUCCESS) return r;
+                islot = to;
+                if (st->prim == PRIM_RECV) {
+                    release(in);
+                    done += n;
+                    continue;
+                }
+            }
         }
-        if (out && (r = wait_slot(x, out, true, n, &oslot, NULL)) != LOOM_SUCCESS) return r;
-        const char *src = st->src + done;
-        char *dst = st->dst + done;
+        if (out && (r = wait_slot(x, out, true, remote ? sizeof(struct slot_remote) : n, &oslot, NULL)) != LOOM_SUCCESS)
+            return r;
+        if (remote) {
+            struct slot_remote d = { .addr = (uint64_t)(uintptr_t)src, .pid = c->peers[c->rank].pid };
+            memcpy(oslot, &d, sizeof d);
+            if (st->prim == PRIM_COPY_SEND) out_copy(x, dst, src, n);
+            want.kind |= SLOT_REMOTE;
+            post(out, &want);
+            x->remote_conn = out;
+            x->remote_until = atomic_load_explicit(&out->fifo.ctrl->tail, memory_order_relaxed);
+            done += n;
+            continue;
+        }
         switch (st->prim) {
         case PRIM_SEND:                  memcpy(oslot, src, n); break;
         case PRIM_RECV:                  out_copy(x, dst, islot, n); break;
@@ -266,7 +350,9 @@ static loom_result_t xfer_try(struct exec *x, struct xfer *t, bool *moved)
         } else {
             loom_result_t r = check_meta(x, t->conn, &want, &got);
             if (r != LOOM_SUCCESS) return r;
-            memcpy(t->st->dst + t->done, slot, n);
+            if (got.kind & SLOT_REMOTE) r = remote_read(x, t->conn, t->st->dst + t->done, slot, n);
+            else memcpy(t->st->dst + t->done, slot, n);
+            if (r != LOOM_SUCCESS) return r;
             release(t->conn);
         }
         t->done += n;
@@ -341,6 +427,7 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
     struct exec x = { .c = c, .op = op };
     x.stream_out = op->count * loom_dtype_size(op->dt) >= STREAM_OUT_BYTES;
     x.meta = call_meta(c, op);
+    x.remote_ok = c->nranks == 2 && op->coll == COLL_ALLGATHER;
     LOOM_TRACE(LOOM_SUB_COLL, "%s count %zu %s: %d steps", coll_name(op->coll), op->count,
                loom_dtype_name(op->dt), s.n);
     for (int i = 0; i < s.n && r == LOOM_SUCCESS; i++) {
@@ -352,6 +439,7 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
             r = run_step(&x, st);
         }
     }
+    if (r == LOOM_SUCCESS && x.remote_conn) r = wait_remote_read(&x);
     if (r == LOOM_SUCCESS && op->op == LOOM_AVG && c->nranks > 1) {
         if (op->coll == COLL_ALLREDUCE) reduce_div(op->recv, op->count, op->dt, c->nranks);
         else if (op->coll == COLL_REDUCE_SCATTER) reduce_div(op->recv, op->count, op->dt, c->nranks);

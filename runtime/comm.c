@@ -193,6 +193,7 @@ static void read_config(struct loom_config *cfg)
     const char *t = loom_env_str("LOOM_TRANSPORT");
     cfg->force = strcmp(t, "tcp") == 0 ? 2 : strcmp(t, "shm") == 0 ? 1 : 0;
     if (t[0] && !cfg->force) LOOM_WARN(LOOM_SUB_ENV, "LOOM_TRANSPORT='%s' unknown (want shm or tcp); using auto", t);
+    cfg->remote_read = loom_env_int("LOOM_CMA") != 0;
     const char *a = loom_env_str("LOOM_ALGO");
     cfg->algo = strcmp(a, "ring") == 0 ? 1 : strcmp(a, "direct") == 0 ? 2 : 0;
     if (a[0] && !cfg->algo) LOOM_WARN(LOOM_SUB_ENV, "LOOM_ALGO='%s' unknown (want ring or direct); choosing by size", a);
@@ -268,6 +269,7 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     me.cuda_nslots = geometry_nslots("LOOM_CUDA_NSLOTS", CUDA_MAX_SLOTS);
     me.cuda_slot_bytes = geometry_slot_bytes("LOOM_CUDA_SLOT_BYTES", 4096);
     me.transport = c->cfg.force;
+    me.probe_addr = (uint64_t)(uintptr_t)c->secret;
     const char *proto = loom_env_str("LOOM_PROTO");
     me.cuda_proto = strcmp(proto, "simple") == 0 ? PROTO_SIMPLE : strcmp(proto, "ll") == 0 ? PROTO_LL : -1;
     if (proto[0] && me.cuda_proto < 0)

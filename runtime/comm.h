@@ -24,6 +24,8 @@ struct loom_config {
     int64_t  heartbeat_ms;  /* control heartbeat interval                      */
     int      force;         /* 0 auto, 1 shm, 2 tcp                            */
     int      algo;          /* enum algo: LOOM_ALGO (all-reduce, RS, AG)      */
+    bool     remote_read;   /* LOOM_CMA: senders on this host may hand over
+                               addresses (process_vm_readv) instead of bytes  */
 };
 
 struct loom_progress;

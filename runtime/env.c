@@ -50,6 +50,10 @@ static const struct loom_env_var table[] = {
       "bytes per FIFO slot, a multiple of 64 from 64 to 64M; K, M, G suffixes (powers of 1024)" },
     { "LOOM_ALGO", LOOM_ENV_STR, "",
       "all-reduce, reduce-scatter and all-gather algorithm: ring, direct (everyone to everyone, small messages) or empty = by size" },
+    { "LOOM_CMA", LOOM_ENV_INT, "1",
+      "1: a 2-rank all-gather of 32K-64K per rank on one host reads the peer's block straight from its buffer "
+      "(process_vm_readv, one copy instead of two) where the kernel allows it; 0: always through the FIFO "
+      "(the receiver's setting holds for its links)" },
     { "LOOM_SPIN_US", LOOM_ENV_INT, "-1",
       "microseconds a waiter on a shared-memory link spins before it sleeps on a futex (tcp waits never spin); -1 = 50, yielding the core at every turn when local ranks outnumber cores" },
 

@@ -26,7 +26,7 @@ void fifo_post(struct fifo *f, const struct slot_meta *m)
     uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
     uint32_t i = t & (f->nslots - 1);
     f->posts++;
-    if (f->lines && m->bytes <= FIFO_LINE_DATA) {
+    if (fifo_inline(f, m->kind & SLOT_REMOTE ? sizeof(struct slot_remote) : m->bytes)) {
         f->lines[i].meta = *m;
         atomic_store_explicit(&f->lines[i].post, f->posts, memory_order_release);
     } else {

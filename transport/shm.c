@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "comm.h"
@@ -24,6 +25,23 @@ struct shm_priv {
 static bool shm_can_connect(const struct loom_peer_info *me, const struct loom_peer_info *peer)
 {
     return me->host_id == peer->host_id;
+}
+
+/* Can this process read the peer's memory with process_vm_readv? Asked once per link
+   by the receiver, which is the one that reads: the peer's copy of the comm secret must
+   come back (EPERM under Yama ptrace_scope >= 1, seccomp or other users; a pid from
+   another pid namespace reads something else or nothing). */
+static bool probe_remote_read(struct loom_comm *comm, int peer)
+{
+    if (!comm->cfg.remote_read) return false;
+    uint8_t got[16];
+    struct iovec local = { got, sizeof got },
+                 remote = { (void *)(uintptr_t)comm->peers[peer].probe_addr, sizeof got };
+    ssize_t n = process_vm_readv(comm->peers[peer].pid, &local, 1, &remote, 1, 0);
+    bool ok = n == (ssize_t)sizeof got && memcmp(got, comm->secret, sizeof got) == 0;
+    LOOM_TRACE(LOOM_SUB_SHM, "reading rank %d's memory directly: %s", peer,
+               ok ? "yes" : n < 0 ? strerror(errno) : "other contents");
+    return ok;
 }
 
 static loom_result_t shm_open_link(struct loom_conn *c, char *err, size_t errlen)
@@ -52,6 +70,7 @@ static loom_result_t shm_open_link(struct loom_conn *c, char *err, size_t errlen
     c->fifo.map_bytes = bytes;
     c->priv = sp;
     if (atomic_fetch_add(&c->fifo.ctrl->attached, 1) == 1) shm_unlink(sp->name);
+    if (!c->is_send) atomic_store(&c->fifo.ctrl->remote_read, probe_remote_read(comm, c->peer) ? 1 : 2);
     LOOM_TRACE(LOOM_SUB_SHM, "mapped %s (%zu bytes)", sp->name, bytes);
     return LOOM_SUCCESS;
 fail_close:

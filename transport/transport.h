@@ -15,6 +15,8 @@
  *  128         4          head         slots consumed by the receiver (wrapping u32)
  *  132         4          tx_sleepers  senders asleep on head (futex)
  *  256         4          attached     processes that mapped it (shm: 2nd unlinks)
+ *  260         4          remote_read  shm: can the receiver read the sender's memory
+ *                                      (process_vm_readv)? 0 not known yet, 1 yes, 2 no
  *  320         24*K       meta[K]      per slot: bytes, and the operation it belongs to
  *  4096        K*S        slot data    slot i at 4096 + i*S, S = slot_bytes
  *  4096+K*S    256*K      lines[K]     shm only: struct fifo_line, small slots inline
@@ -28,6 +30,12 @@
  * the data area costs three read one after another (tail, then meta and data). Tail
  * still moves for every slot, so sleeping on it and the sender's flow control (head)
  * are the same for both kinds.
+ *
+ * A slot can also carry no payload but where it is: kind has SLOT_REMOTE and the line
+ * holds a struct slot_remote; the receiver copies the bytes straight out of the
+ * sender's buffer with process_vm_readv (one copy instead of two, shm only, when the
+ * receiver said remote_read = 1), and the sender keeps that buffer unchanged until
+ * head has passed the slot (algos/exec_host.c decides when).
  */
 #ifndef LOOM_TRANSPORT_H
 #define LOOM_TRANSPORT_H
@@ -52,6 +60,13 @@ struct slot_meta {
     int32_t  root;      /* root or -1                                     */
 };
 
+/* kind flag of a slot whose payload stays in the sender's memory */
+#define SLOT_REMOTE 0x80000000u
+struct slot_remote {
+    uint64_t addr;      /* in the sender's address space */
+    int32_t  pid;       /* the sender                   */
+};
+
 struct fifo_ctrl {
     _Atomic uint32_t tail;
     _Atomic uint32_t rx_sleepers;
@@ -60,7 +75,8 @@ struct fifo_ctrl {
     _Atomic uint32_t tx_sleepers;
     char pad1[120];
     _Atomic uint32_t attached;
-    char pad2[60];
+    _Atomic uint32_t remote_read;
+    char pad2[56];
     struct slot_meta meta[FIFO_MAX_SLOTS];
 };
 _Static_assert(sizeof(struct fifo_ctrl) <= FIFO_DATA_OFFSET, "FIFO header too large");
@@ -96,6 +112,7 @@ size_t fifo_map_bytes(uint32_t nslots, size_t slot_bytes);
    line stays with the receiver instead of crossing cores on every slot. A head seen is
    never ahead of the real one, and the acquire that saw it ordered the receiver's
    reads of every slot before it. One sender thread at a time per FIFO. */
+static inline bool fifo_inline(const struct fifo *f, size_t n) { return f->lines && n <= FIFO_LINE_DATA; }
 static inline char *fifo_send_slot(struct fifo *f, size_t n)
 {
     uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
@@ -104,11 +121,11 @@ static inline char *fifo_send_slot(struct fifo *f, size_t n)
         if (t - f->head_seen >= f->nslots) return NULL;
     }
     uint32_t i = t & (f->nslots - 1);
-    if (f->lines && n <= FIFO_LINE_DATA) return f->lines[i].data;
+    if (fifo_inline(f, n)) return f->lines[i].data;
     return f->data + (size_t)i * f->slot_bytes;
 }
 /* Sender: publish the slot returned by fifo_send_slot with its meta (m->bytes is the
-   n given there). */
+   n given there, or sizeof(struct slot_remote) was and kind has SLOT_REMOTE). */
 void fifo_post(struct fifo *f, const struct slot_meta *m);
 
 /* Receiver: the slot at head if one is full (its meta in *m), else NULL. The line is
@@ -130,6 +147,13 @@ static inline char *fifo_recv_slot(struct fifo *f, struct slot_meta *m)
 in_line:
     *m = l->meta;
     return l->data;
+}
+/* Receiver: the data slot at head, which it may write until it releases the slot
+   (where a remote slot's bytes land when they cannot go straight to the output). */
+static inline char *fifo_recv_data(struct fifo *f)
+{
+    uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_relaxed);
+    return f->data + (size_t)(h & (f->nslots - 1)) * f->slot_bytes;
 }
 /* Receiver: hand the slot back to the sender. */
 void fifo_release(struct fifo *f);
@@ -153,6 +177,9 @@ struct loom_peer_info {          /* sent verbatim during bootstrap */
     uint32_t cuda_slot_bytes;
     int32_t  cuda_proto;         /* LOOM_PROTO: -1 by size, else PROTO_* (rank 0's) */
     int32_t  transport;          /* LOOM_TRANSPORT: 0 auto, 1 shm, 2 tcp (rank 0's) */
+    uint64_t probe_addr;         /* where this process keeps the comm's secret: a
+                                    receiver on this host that can read it there with
+                                    process_vm_readv can read this rank's buffers    */
 };
 
 struct loom_comm;
