@@ -8,7 +8,7 @@
  * is no faster than loom's two-copy FIFO path, a CMA path in loom cannot lead either
  * (bench/RESULTS.md, issue 3).
  *
- *     cma-allgather [bytes per rank ...]      default 32K 64K 128K
+ *     cma-allgather [bytes per rank ...]      default 32K 64K 128K (K, M suffixes)
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -72,6 +72,16 @@ static double run(struct shared *sh, int r, size_t n, int warm, int iters)
     return us;
 }
 
+/* "64K", "1M" or plain bytes; 0 when it is not a size */
+static size_t parse_size(const char *s)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (*end == 'K' || *end == 'k') v <<= 10, end++;
+    else if (*end == 'M' || *end == 'm') v <<= 20, end++;
+    return *end ? 0 : (size_t)v;
+}
+
 int main(int argc, char **argv)
 {
     size_t def[] = { 32 << 10, 64 << 10, 128 << 10 };
@@ -79,8 +89,11 @@ int main(int argc, char **argv)
     printf("# 2 ranks, out of place; size = both blocks, as loom-perf -o allgather\n");
     printf("# %10s %10s %8s\n", "size (B)", "time (us)", "busbw");
     for (int s = 0; s < nsizes; s++) {
-        size_t n = argc > 1 ? strtoull(argv[s + 1], NULL, 0) : def[s];
-        if (n == 0) continue;
+        size_t n = argc > 1 ? parse_size(argv[s + 1]) : def[s];
+        if (n == 0) {
+            fprintf(stderr, "cma-allgather: '%s' is not a size (bytes per rank: 65536, 64K, 1M)\n", argv[s + 1]);
+            return 2;
+        }
         struct shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (sh == MAP_FAILED) return 1;
         pid_t pid = fork();

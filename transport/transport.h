@@ -27,7 +27,7 @@
  * payload and the meta into slot i's line and then the post number (this link's posts
  * counted from 1, 64 bits, so it never repeats) with a release store, then tail as
  * usual. The receiver polls that line: one cache line crosses cores, where a slot in
- * the data area costs three read one after another (tail, then meta and data). Tail
+ * the data area costs three reads one after another (tail, then meta and data). Tail
  * still moves for every slot, so sleeping on it and the sender's flow control (head)
  * are the same for both kinds.
  *
@@ -106,13 +106,15 @@ struct fifo {
 
 size_t fifo_map_bytes(uint32_t nslots, size_t slot_bytes);
 
+/* Does a slot of n payload bytes go inline (in its line) on this FIFO? */
+static inline bool fifo_inline(const struct fifo *f, size_t n) { return f->lines && n <= FIFO_LINE_DATA; }
+
 /* Sender: where to write the next slot of n payload bytes if one is free, else NULL
    (its line when it goes inline, else the data slot at tail). The receiver's head is
    read (acquire) only when the one last seen says the FIFO is full: the head's cache
    line stays with the receiver instead of crossing cores on every slot. A head seen is
    never ahead of the real one, and the acquire that saw it ordered the receiver's
    reads of every slot before it. One sender thread at a time per FIFO. */
-static inline bool fifo_inline(const struct fifo *f, size_t n) { return f->lines && n <= FIFO_LINE_DATA; }
 static inline char *fifo_send_slot(struct fifo *f, size_t n)
 {
     uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
