@@ -21,13 +21,13 @@
 #include "transport.h"
 
 #define NSLOTS 8
-#define SLOT_BYTES 1024
+#define SLOT_BYTES 4096
 
 static size_t size_of(uint32_t k)
 {
     uint32_t x = k * 2654435761u;
-    if ((x >> 7) % 4 == 0) return FIFO_LINE_DATA + 1 + x % (SLOT_BYTES - FIFO_LINE_DATA);  /* data slot */
-    if ((x >> 7) % 4 == 1) return 1 + (x >> 9) % FIFO_LINE_DATA;                        /* inline */
+    if ((x >> 7) % 8 == 0) return FIFO_LINE_DATA + 1 + x % (SLOT_BYTES - FIFO_LINE_DATA);  /* data slot */
+    if ((x >> 7) % 8 == 1) return 1 + (x >> 9) % FIFO_LINE_DATA;                        /* inline */
     return 1 + (x >> 9) % 8;      /* tiny: taken before the sender's tail store lands */
 }
 
@@ -121,7 +121,7 @@ static int run(uint32_t n, bool lines)
 
 int main(int argc, char **argv)
 {
-    uint32_t n = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 0) : 1000000;
+    uint32_t n = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 0) : 2000000;
     alarm(120);                                   /* a lost wake-up must not hang CI */
     return run(n, true) || run(n / 4, false);
 }

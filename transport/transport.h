@@ -19,7 +19,7 @@
  *                                      (process_vm_readv)? 0 not known yet, 1 yes, 2 no
  *  320         24*K       meta[K]      per slot: bytes, and the operation it belongs to
  *  4096        K*S        slot data    slot i at 4096 + i*S, S = slot_bytes
- *  4096+K*S    256*K      lines[K]     shm only: struct fifo_line, small slots inline
+ *  4096+K*S    1024*K     lines[K]     shm only: struct fifo_line, small slots inline
  * head and tail sit on different 128-byte lines (a GPU's L2 line; the device FIFOs
  * share this control block) so the two sides never write one line.
  *
@@ -81,8 +81,10 @@ struct fifo_ctrl {
 };
 _Static_assert(sizeof(struct fifo_ctrl) <= FIFO_DATA_OFFSET, "FIFO header too large");
 
-/* A small slot sent inline (shm): post number, meta and payload, first line first. */
-#define FIFO_LINE_BYTES 256
+/* A small slot sent inline (shm): post number, meta and payload, first line first.
+   1 KiB: 2-rank 256 B-1 KiB calls also gain from it (all-gather of 512 B 0.23 -> 0.20
+   us, all-reduce of 256 B 0.27 -> 0.24, against 256-byte lines; from 2 KiB the same). */
+#define FIFO_LINE_BYTES 1024
 #define FIFO_LINE_DATA (FIFO_LINE_BYTES - 32)
 struct fifo_line {
     _Alignas(64) _Atomic uint64_t post;   /* the link's post number, from 1     */
