@@ -39,8 +39,10 @@ static struct slot_meta meta_of(uint32_t k)
                                .seq = k * 3, .root = (int32_t)(k % 5) - 1 };
 }
 
-static void sender(struct fifo *f, uint32_t n)
+/* Returns the most slots it ever had in flight. */
+static uint32_t sender(struct fifo *f, uint32_t n)
 {
+    uint32_t most = 0;
     for (uint32_t k = 0; k < n; k++) {
         size_t bytes = size_of(k);
         char *s;
@@ -53,8 +55,11 @@ static void sender(struct fifo *f, uint32_t n)
         for (size_t j = 0; j < bytes; j++) s[j] = byte_of(k, j);
         struct slot_meta m = meta_of(k);
         fifo_post(f, &m);
+        int32_t in_flight = (int32_t)(atomic_load(&f->ctrl->tail) - atomic_load(&f->ctrl->head));
+        if (in_flight > (int32_t)most) most = (uint32_t)in_flight;
         if (k % 4099 == 0) usleep(200);           /* let the receiver fall asleep */
     }
+    return most;
 }
 
 static int receiver(struct fifo *f, uint32_t n, const char *what)
@@ -89,7 +94,7 @@ static int receiver(struct fifo *f, uint32_t n, const char *what)
 static int run(uint32_t n, bool lines)
 {
     const char *what = lines ? "fifo with lines" : "fifo without lines";
-    size_t data_end = fifo_map_bytes(NSLOTS, SLOT_BYTES), bytes = data_end + NSLOTS * sizeof(struct fifo_line);
+    size_t data_end = fifo_map_bytes(NSLOTS, SLOT_BYTES), bytes = data_end + FIFO_MAX_SLOTS * sizeof(struct fifo_line);
     char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
         perror("mmap");
@@ -104,7 +109,13 @@ static int run(uint32_t n, bool lines)
         return 1;
     }
     if (pid == 0) {
-        sender(&f, n);
+        uint32_t most = sender(&f, n);
+        /* with lines, small slots run deeper than the K data slots (transport.h) */
+        if (most > fifo_depth(&f) || (lines && most <= NSLOTS)) {
+            fprintf(stderr, "%s: at most %u slots were in flight (K = %u, depth %u)\n", what, most, NSLOTS,
+                    fifo_depth(&f));
+            _exit(3);
+        }
         _exit(0);
     }
     int bad = receiver(&f, n, what), st = 0;

@@ -24,7 +24,7 @@ static void futex_wake(_Atomic uint32_t *addr)
 void fifo_post(struct fifo *f, const struct slot_meta *m)
 {
     uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
-    uint32_t i = t & (f->nslots - 1);
+    uint32_t i = t & (fifo_depth(f) - 1);
     f->posts++;
     if (fifo_inline(f, m->kind & SLOT_REMOTE ? sizeof(struct slot_remote) : m->bytes)) {
         f->lines[i].meta = *m;

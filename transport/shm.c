@@ -55,7 +55,7 @@ static loom_result_t shm_open_link(struct loom_conn *c, char *err, size_t errlen
     }
     snprintf(sp->name, sizeof sp->name, "/loom-%s-%d-%d", comm->tag, src, dst);
     size_t data_end = fifo_map_bytes(comm->cfg.nslots, comm->cfg.slot_bytes);
-    size_t bytes = data_end + (size_t)comm->cfg.nslots * sizeof(struct fifo_line);
+    size_t bytes = data_end + FIFO_MAX_SLOTS * sizeof(struct fifo_line);
     int fd = shm_open(sp->name, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) goto fail;
     if (ftruncate(fd, (off_t)bytes) != 0) goto fail_close;
