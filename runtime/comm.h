@@ -61,6 +61,8 @@ struct loom_comm {
     uint64_t next_ticket, now_serving;
     uint32_t coll_seq;                 /* collectives run; checked against peers    */
     _Atomic int active;                /* operations executing now                  */
+    _Atomic uint64_t moved_ns;         /* last time a waiter left a shared CPU
+                                          (algos/exec_host.c, move_off_cpu)          */
     bool torn_down;                    /* resources released (destroy/abort)        */
 
     _Atomic int refs;                  /* user handle + queued stream operations    */

@@ -1,11 +1,13 @@
 /* test_api: the API around the collectives, each case on its own ranks:
  * ids to and from strings; comm_split (colors, keys, a negative color); two
  * communicators used at once from two threads; host streams (order, query, sync);
- * send/recv groups (a ring, self sends, several messages to one peer); barrier.
+ * send/recv groups (a ring, self sends, several messages to one peer); barrier; two
+ * ranks started on one CPU end up on two.
  *
  *   test_api [case]     (no case: all of them)
  */
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include "harness.h"
@@ -263,6 +265,33 @@ static int mixed_env_body(loom_comm_t comm, int rank, int n, void *arg)
     return 0;
 }
 
+/* ---- two ranks started on one CPU of two ---- */
+
+/* Both ranks are put on CPU 0 (affinity {0}, then {0, 1} again: they stay there until
+   something moves them) and run 50 small all-reduces: the waiter that finds the rank it
+   waits for on its own CPU must move one of them away (algos/exec_host.c,
+   move_off_cpu), so afterwards they run on different CPUs. The scheduler alone left
+   such pairs together for seconds on the 2-core test machine. */
+static int colocated_body(loom_comm_t comm, int rank, int n, void *arg)
+{
+    (void)arg;
+    cpu_set_t one, two;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    CPU_ZERO(&two);
+    CPU_SET(0, &two);
+    CPU_SET(1, &two);
+    CHECK(sched_setaffinity(0, sizeof one, &one) == 0 && sched_getcpu() == 0);
+    CHECK(sched_setaffinity(0, sizeof two, &two) == 0);
+    float v[2] = { 1, 2 };
+    for (int i = 0; i < 50; i++) CHECK_OK(loom_allreduce(v, v, 2, LOOM_FLOAT32, LOOM_MAX, comm, NULL));
+    int32_t cpu = sched_getcpu(), cpus[2];
+    CHECK_OK(loom_allgather(&cpu, cpus, 1, LOOM_INT32, comm, NULL));
+    if (rank == 0) printf("after 50 all-reduces the ranks run on CPUs %d and %d\n", cpus[0], cpus[1]);
+    CHECK(n == 2 && cpus[0] != cpus[1]);
+    return 0;
+}
+
 /* ---- many ranks: the rendezvous and control mesh at 64 ---- */
 
 static int scale_body(loom_comm_t comm, int rank, int n, void *arg)
@@ -301,6 +330,15 @@ int main(int argc, char **argv)
         setenv("LOOM_TRANSPORT", "tcp", 1);
         fail |= run_ranks("group-4-tcp", 4, group_body, NULL, NULL);
         unsetenv("LOOM_TRANSPORT");
+    }
+    if (!*only || !strcmp(only, "colocated")) {
+        cpu_set_t mine;
+        if (sched_getaffinity(0, sizeof mine, &mine) != 0 || !CPU_ISSET(0, &mine) || !CPU_ISSET(1, &mine)) {
+            printf("colocated: skipped: CPUs 0 and 1 are not both available\n");
+            if (*only) return 77;
+        } else {
+            fail |= run_ranks("colocated", 2, colocated_body, NULL, NULL);
+        }
     }
     if (!strcmp(only, "scale64")) {
         struct run_opts o = { .timeout_s = 240 };

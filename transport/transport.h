@@ -12,8 +12,10 @@
  *  offset      size       field
  *  0           4          tail         slots posted by the sender (wrapping u32)
  *  4           4          rx_sleepers  receivers asleep on tail (futex)
+ *  8           4          tx_cpu       host: 1 + the CPU the sender last posted on
  *  128         4          head         slots consumed by the receiver (wrapping u32)
  *  132         4          tx_sleepers  senders asleep on head (futex)
+ *  136         4          rx_cpu       host: 1 + the CPU the receiver last released on
  *  256         4          attached     processes that mapped it (shm: 2nd unlinks)
  *  260         4          remote_read  shm: can the receiver read the sender's memory
  *                                      (process_vm_readv)? 0 not known yet, 1 yes, 2 no
@@ -74,10 +76,12 @@ struct slot_remote {
 struct fifo_ctrl {
     _Atomic uint32_t tail;
     _Atomic uint32_t rx_sleepers;
-    char pad0[120];
+    _Atomic int32_t tx_cpu;
+    char pad0[116];
     _Atomic uint32_t head;
     _Atomic uint32_t tx_sleepers;
-    char pad1[120];
+    _Atomic int32_t rx_cpu;
+    char pad1[116];
     _Atomic uint32_t attached;
     _Atomic uint32_t remote_read;
     char pad2[56];
