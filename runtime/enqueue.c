@@ -31,6 +31,7 @@ loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t tick
     loom_result_t r = LOOM_SUCCESS;
     uint64_t deadline = 0;              /* read the clock only if this call must wait */
     pthread_mutex_lock(&c->order_lock);
+    if (ticket == TICKET_NOW) ticket = c->next_ticket++;
     while (c->now_serving != ticket && !c->torn_down && atomic_load(&c->status) == LOOM_SUCCESS) {
         if (deadline == 0) deadline = net_deadline(c->cfg.timeout_ms);
         if (net_ms_left(deadline) == 0) {
@@ -68,9 +69,9 @@ loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t tick
 
 static loom_result_t submit(struct loom_comm *c, struct loom_op *op, loom_stream_t s)
 {
-    uint64_t ticket = take_ticket(c);
     /* no stream: run now; a CUDA stream: launch now, ordered on that stream */
-    if (s == NULL || (op->cuda_stream = stream_cuda(s)) != NULL) return enqueue_run(c, op, ticket);
+    if (s == NULL || (op->cuda_stream = stream_cuda(s)) != NULL) return enqueue_run(c, op, TICKET_NOW);
+    uint64_t ticket = take_ticket(c);
     struct loom_op *copy = malloc(sizeof *copy);
     if (copy == NULL) goto oom;
     *copy = *op;
