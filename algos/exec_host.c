@@ -251,10 +251,12 @@ static loom_result_t check_meta(struct exec *x, struct loom_conn *conn, const st
 /* May this step hand the peer its source's address? Only where the peer's step reads it
    into its output and the source stays unchanged to the end of the call (a 2-rank
    all-gather's own block, in place or not), and the receiver said it can read this
-   process (transport.h, remote_read). */
+   process (transport.h, remote_read). Not with slots below REMOTE_MIN_BYTES either:
+   every slot's piece would cost the peer a system call of its own. */
 static bool remote_step(const struct exec *x, const struct step *st, const struct loom_conn *out)
 {
-    return x->remote_ok && st->bytes >= REMOTE_MIN_BYTES && st->bytes <= REMOTE_MAX_BYTES && out->fifo.lines &&
+    return x->remote_ok && st->bytes >= REMOTE_MIN_BYTES && st->bytes <= REMOTE_MAX_BYTES &&
+           out->fifo.slot_bytes >= REMOTE_MIN_BYTES && out->fifo.lines &&
            atomic_load_explicit(&out->fifo.ctrl->remote_read, memory_order_relaxed) == 1;
 }
 
