@@ -8,7 +8,7 @@
  * is no faster than loom's two-copy FIFO path, a CMA path in loom cannot lead either
  * (bench/RESULTS.md, issue 3).
  *
- *     cma-allgather [bytes per rank ...]      default 32K 64K 128K (K, M suffixes)
+ *     cma-allgather [bytes per rank ...]      default 32K 64K 128K (K, M, G suffixes)
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -21,6 +21,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "size.h"
 
 struct shared {
     _Alignas(128) _Atomic uint64_t ready[2];   /* rank r's block is in place for call k */
@@ -72,16 +74,6 @@ static double run(struct shared *sh, int r, size_t n, int warm, int iters)
     return us;
 }
 
-/* "64K", "1M" or plain bytes; 0 when it is not a size */
-static size_t parse_size(const char *s)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (*end == 'K' || *end == 'k') v <<= 10, end++;
-    else if (*end == 'M' || *end == 'm') v <<= 20, end++;
-    return *end ? 0 : (size_t)v;
-}
-
 int main(int argc, char **argv)
 {
     size_t def[] = { 32 << 10, 64 << 10, 128 << 10 };
@@ -89,8 +81,8 @@ int main(int argc, char **argv)
     printf("# 2 ranks, out of place; size = both blocks, as loom-perf -o allgather\n");
     printf("# %10s %10s %8s\n", "size (B)", "time (us)", "busbw");
     for (int s = 0; s < nsizes; s++) {
-        size_t n = argc > 1 ? parse_size(argv[s + 1]) : def[s];
-        if (n == 0) {
+        size_t n = def[s];
+        if (argc > 1 && (!bench_size(argv[s + 1], &n) || n == 0)) {
             fprintf(stderr, "cma-allgather: '%s' is not a size (bytes per rank: 65536, 64K, 1M)\n", argv[s + 1]);
             return 2;
         }

@@ -72,6 +72,7 @@
 #include <unistd.h>
 
 #include "loom.h"
+#include "size.h"
 
 /* ---- errors ---- */
 
@@ -157,20 +158,11 @@ static int parse_int(const char *s, int lo, const char *what)
     return (int)v;
 }
 
-/* Digits, then an optional K, M or G (powers of 1024), as nccl-tests. */
 static size_t parse_size(const char *s)
 {
-    char *end;
-    if (*s < '0' || *s > '9') usage("a size must start with a digit");
-    unsigned long long v = strtoull(s, &end, 10), mult = 1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1ull << 10; end++; break;
-    case 'm': case 'M': mult = 1ull << 20; end++; break;
-    case 'g': case 'G': mult = 1ull << 30; end++; break;
-    default: break;
-    }
-    if (*end || v > (unsigned long long)(SIZE_MAX / 4) / mult) usage("bad size");
-    return (size_t)(v * mult);
+    size_t v;
+    if (!bench_size(s, &v)) usage("bad size (digits, then an optional K, M or G)");
+    return v;
 }
 
 static enum coll parse_coll(const char *s)
