@@ -564,17 +564,16 @@ out:
 
 /* ---- destroy, abort, queries ---- */
 
-/* Wait until the calls issued so far have run (they all have deadlines). */
+/* Wait until the calls issued so far have run or left (they all have deadlines; after
+   a failure they leave at once), including those queued on streams. */
 static void drain(struct loom_comm *c, int64_t limit_ms)
 {
     uint64_t deadline = net_deadline(limit_ms);
     pthread_mutex_lock(&c->order_lock);
-    while ((c->now_serving != c->next_ticket && atomic_load(&c->status) == LOOM_SUCCESS) ||
-           atomic_load(&c->active) > 0) {
-        if (net_ms_left(deadline) == 0) break;
-        net_cond_wait_ms(&c->order_cv, &c->order_lock, 5);
-    }
-    c->torn_down = true;
+    atomic_fetch_add(&c->order_waiters, 1);
+    while (!issue_settled(c) && net_ms_left(deadline) > 0) net_cond_wait_ms(&c->order_cv, &c->order_lock, 5);
+    atomic_fetch_sub(&c->order_waiters, 1);
+    atomic_store(&c->torn_down, true);
     pthread_mutex_unlock(&c->order_lock);
 }
 
@@ -582,7 +581,7 @@ loom_result_t loom_comm_destroy(loom_comm_t c)
 {
     if (c == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_destroy: comm is NULL");
     drain(c, c->cfg.timeout_ms);
-    bool orderly = atomic_load(&c->status) == LOOM_SUCCESS && atomic_load(&c->active) == 0;
+    bool orderly = atomic_load(&c->status) == LOOM_SUCCESS && issue_settled(c);
     /* After a failure nobody may be left waiting on us: say why before leaving. */
     teardown(c, orderly);
     LOOM_INFO(LOOM_SUB_INIT, "communicator destroyed (rank %d of %d)", c->rank, c->nranks);
@@ -598,10 +597,11 @@ loom_result_t loom_comm_abort(loom_comm_t c)
     /* Waiters re-check the status at least every 10 ms; give them a moment, then
        tear down regardless (bounded: abort never hangs). */
     drain(c, 2000);
-    if (atomic_load(&c->active) > 0) {
-        /* A call still runs (stuck in a system call?): freeing its links would crash
-           it. Leak them rather; the status makes every later call fail at once. */
-        LOOM_WARN(LOOM_SUB_INIT, "loom_comm_abort: a call is still running after 2 s; leaking its resources");
+    if (!issue_settled(c)) {
+        /* A call still runs (stuck in a system call?), or waits in a stream whose worker
+           is busy elsewhere: freeing the links under it would crash it. Leak them
+           rather; the status makes every later call fail at once. */
+        LOOM_WARN(LOOM_SUB_INIT, "loom_comm_abort: a call is still running or queued after 2 s; leaking its resources");
         return LOOM_SUCCESS;
     }
     teardown(c, false);

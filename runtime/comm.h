@@ -1,7 +1,7 @@
 /* comm.h: the communicator, as runtime/ and algos/ see it. Fields are grouped by who
  * owns them; a field belongs to one of: set at init (read-only after), the
  * connection table (conn_lock), failure state (atomics + err_lock), issue order
- * (order_lock). Not public: include/loom.h holds the API. */
+ * (atomics; order_lock only to sleep). Not public: include/loom.h holds the API. */
 #ifndef LOOM_COMM_H
 #define LOOM_COMM_H
 
@@ -55,21 +55,35 @@ struct loom_comm {
     pthread_mutex_t err_lock;
     char err[768];                     /* detail of the last failure (err_lock)     */
 
-    /* ---- issue order: calls run in the order they were issued ---- */
+    /* ---- issue order: calls run in the order they were issued, one at a time
+       (runtime/enqueue.c). Lock-free while no call waits for its turn; order_lock and
+       order_cv only put waiters to sleep and wake them. ---- */
+    _Atomic uint64_t next_ticket;      /* tickets handed out                        */
+    _Atomic uint64_t now_serving;      /* the ticket whose turn it is               */
+    _Atomic uint64_t left;             /* tickets that left without their turn (the
+                                          comm broke); a ticket is settled once it ran
+                                          (now_serving passed it) or left             */
+    _Atomic int order_waiters;         /* threads asleep on order_cv                */
     pthread_mutex_t order_lock;
     pthread_cond_t order_cv;
-    uint64_t next_ticket, now_serving;
     uint32_t coll_seq;                 /* collectives run; checked against peers    */
-    _Atomic int active;                /* operations executing now                  */
     _Atomic uint64_t moved_ns;         /* last time a waiter left a shared CPU
                                           (algos/exec_host.c, move_off_cpu)          */
-    bool torn_down;                    /* resources released (destroy/abort)        */
+    _Atomic bool torn_down;            /* resources released (destroy/abort)        */
 
     _Atomic int refs;                  /* user handle + queued stream operations    */
 
     /* ---- device buffers: set by the first device call (runtime/cuda.c) ---- */
     struct cuda_comm *_Atomic cuda;
 };
+
+/* Every ticket handed out has run or left: no call of c is running or waiting. Reads
+   next_ticket last: the counters only grow, so equality means settled at that moment. */
+static inline bool issue_settled(struct loom_comm *c)
+{
+    uint64_t done = atomic_load(&c->now_serving) + atomic_load(&c->left);
+    return done == atomic_load(&c->next_ticket);
+}
 
 /* ---- comm.c ---- */
 void comm_ref(struct loom_comm *c);

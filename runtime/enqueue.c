@@ -16,41 +16,62 @@
 #include "exec.h"
 #include "log.h"
 
-/* ---- issue order ---- */
+/* ---- issue order ----
+   Every call takes a ticket and runs when now_serving reaches it, then passes the turn
+   on. A call with nobody ahead of it (the usual case: one thread issuing, no stream)
+   takes no lock: its ticket and passing the turn are its only atomic read-modify-
+   writes. Only a call that finds another ahead sleeps, on order_cv; whoever passes the
+   turn, or leaves without it, wakes the sleepers if order_waiters counts any. That
+   cannot miss one: a sleeper counts itself before it looks at now_serving again, the
+   passer stores now_serving before it reads the count, both sequentially consistent.
+   A call takes its ticket before it reads the status, and loom_comm_abort sets the
+   status before drain (comm.c) counts tickets: a call racing an abort is either
+   counted, and waited for, or sees the status and leaves. */
 
-static uint64_t take_ticket(struct loom_comm *c)
+static uint64_t take_ticket(struct loom_comm *c) { return atomic_fetch_add(&c->next_ticket, 1); }
+
+static void wake_turn_waiters(struct loom_comm *c)
 {
+    if (atomic_load(&c->order_waiters) == 0) return;
     pthread_mutex_lock(&c->order_lock);
-    uint64_t t = c->next_ticket++;
+    pthread_cond_broadcast(&c->order_cv);
     pthread_mutex_unlock(&c->order_lock);
-    return t;
 }
 
-loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t ticket)
+/* Sleep until ticket's turn, the comm breaks or is torn down; LOOM_ERR_TIMEOUT when the
+   calls ahead take longer than the deadline. */
+static loom_result_t wait_turn(struct loom_comm *c, uint64_t ticket)
 {
+    uint64_t deadline = net_deadline(c->cfg.timeout_ms);
     loom_result_t r = LOOM_SUCCESS;
-    uint64_t deadline = 0;              /* read the clock only if this call must wait */
     pthread_mutex_lock(&c->order_lock);
-    if (ticket == TICKET_NOW) ticket = c->next_ticket++;
-    while (c->now_serving != ticket && !c->torn_down && atomic_load(&c->status) == LOOM_SUCCESS) {
-        if (deadline == 0) deadline = net_deadline(c->cfg.timeout_ms);
+    atomic_fetch_add(&c->order_waiters, 1);
+    while (atomic_load(&c->now_serving) != ticket && !atomic_load(&c->torn_down) &&
+           atomic_load(&c->status) == LOOM_SUCCESS) {
         if (net_ms_left(deadline) == 0) {
             r = LOOM_ERR_TIMEOUT;
             break;
         }
         net_cond_wait_ms(&c->order_cv, &c->order_lock, 10);
     }
-    bool runs = r == LOOM_SUCCESS && c->now_serving == ticket && !c->torn_down &&
-                atomic_load(&c->status) == LOOM_SUCCESS;
-    if (runs) atomic_fetch_add(&c->active, 1);
+    atomic_fetch_sub(&c->order_waiters, 1);
     pthread_mutex_unlock(&c->order_lock);
+    return r;
+}
 
-    if (!runs) {
+loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t ticket)
+{
+    if (ticket == TICKET_NOW) ticket = take_ticket(c);
+    loom_result_t r = atomic_load(&c->now_serving) == ticket ? LOOM_SUCCESS : wait_turn(c, ticket);
+    if (r != LOOM_SUCCESS || atomic_load(&c->status) != LOOM_SUCCESS || atomic_load(&c->torn_down)) {
+        /* Leave without the turn (it never comes to a broken comm): settle the ticket. */
         if (r == LOOM_ERR_TIMEOUT)
             comm_fail(c, r, true, "%s waited %lld ms for the earlier calls on this communicator",
                       coll_name(op->coll), (long long)c->cfg.timeout_ms);
+        atomic_fetch_add(&c->left, 1);
+        wake_turn_waiters(c);
         int st = atomic_load(&c->status);
-        return st != LOOM_SUCCESS ? (loom_result_t)st : c->torn_down ? LOOM_ERR_ABORTED : r;
+        return st != LOOM_SUCCESS ? (loom_result_t)st : atomic_load(&c->torn_down) ? LOOM_ERR_ABORTED : r;
     }
     if (op->gpu) {
         r = cuda_run(c, op);
@@ -58,12 +79,8 @@ loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t tick
         if (op->barrier) op->send = op->recv = op->scratch;
         r = exec_host_run(c, op);
     }
-
-    pthread_mutex_lock(&c->order_lock);
-    c->now_serving++;
-    atomic_fetch_sub(&c->active, 1);
-    pthread_cond_broadcast(&c->order_cv);
-    pthread_mutex_unlock(&c->order_lock);
+    atomic_store(&c->now_serving, ticket + 1);
+    wake_turn_waiters(c);
     return r;
 }
 

@@ -164,6 +164,18 @@ static int stream_body(loom_comm_t comm, int rank, int n, void *arg)
     CHECK_OK(loom_allreduce(&y, &x, 1, LOOM_FLOAT32, LOOM_SUM, comm, NULL));
     CHECK_OK(loom_stream_sync(s));
     CHECK_EQ((long long)x, (long long)n * n);
+    /* 300 rounds of a queued call and a blocking one that reads its output: the blocking
+       call finds the queued one ahead, sleeps, and is woken when it has run */
+    for (int it = 0; it < 300; it++) {
+        int32_t a = rank + it, b = -1, d = -1;
+        CHECK_OK(loom_allreduce(&a, &b, 1, LOOM_INT32, LOOM_SUM, comm, s));
+        CHECK_OK(loom_allreduce(&b, &d, 1, LOOM_INT32, LOOM_SUM, comm, NULL));
+        long long want = (long long)n * ((long long)n * (n - 1) / 2 + (long long)n * it);
+        if (d != want) {
+            fprintf(stderr, "rank %d: round %d: %d after a queued call, want %lld\n", rank, it, d, want);
+            return 1;
+        }
+    }
     CHECK_OK(loom_stream_destroy(s));
     /* no CUDA in this build: INVALID_USAGE; with CUDA, a NULL cudaStream_t: INVALID_ARGUMENT */
     loom_result_t w = loom_stream_wrap_cuda(NULL, &s);

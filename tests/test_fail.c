@@ -1,6 +1,6 @@
 /* test_fail: failure semantics (issue 2, item 6), each case on its own ranks.
  *
- *   test_fail kill|stop|abort|leave|badargs|mismatch|strerror [shm|tcp]
+ *   test_fail kill|stop|abort|abort-stream|leave|badargs|mismatch|strerror [shm|tcp]
  *
  * kill      rank 0 kills rank 1 (SIGKILL) 200 ms into a loop of large all-reduces:
  *           every survivor's call returns LOOM_ERR_REMOTE or LOOM_ERR_TIMEOUT less than
@@ -11,6 +11,10 @@
  * abort     rank 0 blocks in an all-reduce that rank 1 never calls; a second thread
  *           calls loom_comm_abort: it returns within 1 s and so does the blocked call,
  *           with LOOM_ERR_ABORTED, its output untouched.
+ * abort-stream  the same with four such all-reduces queued on a host stream (one
+ *           blocked in the stream's worker, three waiting their turn): abort returns
+ *           within 1 s, loom_stream_sync within 1 s of it with LOOM_ERR_ABORTED, no
+ *           output touched, the stream destroys cleanly.
  * badargs   every bad argument of every call returns LOOM_ERR_INVALID_ARGUMENT,
  *           names the call in loom_last_error and changes no buffer; the communicator
  *           still works afterwards.
@@ -28,6 +32,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -210,9 +215,10 @@ static void *do_abort(void *p)
     return NULL;
 }
 
+/* arg non-NULL: the all-reduces are queued on a host stream (abort-stream). */
 static int abort_case(loom_comm_t comm, int rank, int n, void *arg)
 {
-    (void)arg;
+    bool on_stream = arg != NULL;
     if (init(&comm, rank, n)) return 1;
     CHECK_OK(loom_barrier(comm, NULL));   /* connected and in step */
     if (rank != 0) {
@@ -231,18 +237,27 @@ static int abort_case(loom_comm_t comm, int rank, int n, void *arg)
     for (size_t i = 0; i < count; i++) send[i] = 1.0f;
     memset(recv, 0xa5, count * sizeof *recv);
     struct aborter a = { .comm = comm };
+    loom_stream_t s = NULL;
+    if (on_stream) CHECK_OK(loom_stream_create(&s));
     CHECK(pthread_create(&a.th, NULL, do_abort, &a) == 0);
     int64_t t0 = now_ns();
-    loom_result_t r = loom_allreduce(send, recv, count, LOOM_FLOAT32, LOOM_SUM, comm, NULL);
+    loom_result_t r = loom_allreduce(send, recv, count, LOOM_FLOAT32, LOOM_SUM, comm, s);
+    if (on_stream) {
+        for (int k = 1; k < 4 && r == LOOM_SUCCESS; k++)
+            r = loom_allreduce(send, recv, count, LOOM_FLOAT32, LOOM_SUM, comm, s);
+        CHECK_OK(r);                      /* queued, not run */
+        r = loom_stream_sync(s);
+    }
     int64_t t_ret = now_ns();
     pthread_join(a.th, NULL);
     atomic_store(&sh->flag, 1);
     /* comm is gone after loom_comm_abort: not touched again. */
     double abort_took = (double)(a.t_end - a.t_start) * 1e-9;
     double call_after = (double)(t_ret - a.t_start) * 1e-9;
-    printf("abort: the blocked call returned %s %.3f s after loom_comm_abort began (%.3f s in the call); "
-           "abort returned %s in %.3f s\n", loom_strerror(r), call_after, (double)(t_ret - t0) * 1e-9,
-           loom_strerror(a.r), abort_took);
+    printf("abort: the blocked %s returned %s %.3f s after loom_comm_abort began (%.3f s in the call); "
+           "abort returned %s in %.3f s\n", on_stream ? "stream (4 calls queued)" : "call", loom_strerror(r),
+           call_after, (double)(t_ret - t0) * 1e-9, loom_strerror(a.r), abort_took);
+    if (on_stream) CHECK_OK(loom_stream_destroy(s));
     CHECK_EQ(a.r, LOOM_SUCCESS);
     CHECK_EQ(r, LOOM_ERR_ABORTED);
     CHECK(t_ret >= a.t_start);     /* it did block until the abort */
@@ -555,6 +570,7 @@ int main(int argc, char **argv)
         return fail;
     }
     if (strcmp(c, "abort") == 0) return run_ranks(name, 2, abort_case, NULL, &o);
+    if (strcmp(c, "abort-stream") == 0) return run_ranks(name, 2, abort_case, "stream", &o);
     if (strcmp(c, "leave") == 0) return run_ranks(name, 2, leave_case, NULL, &o);
     if (strcmp(c, "badargs") == 0) {
         o.no_comm = 0;
