@@ -318,12 +318,12 @@ static loom_result_t run_step(struct exec *x, const struct step *st)
         return LOOM_SUCCESS;
     }
     if (st->prim == PRIM_REDUCE) {
-        reduce_buf(st->dst, st->dst, st->src, st->bytes / loom_dtype_size(op->dt), op->dt, op->op);
+        reduce_buf(st->dst, st->dst, st->src, st->bytes / dtype_size(op->dt), op->dt, op->op);
         return LOOM_SUCCESS;
     }
     if (st->recv_peer >= 0 && (r = comm_conn(c, st->recv_peer, false, &in)) != LOOM_SUCCESS) return r;
     if (st->send_peer >= 0 && (r = comm_conn(c, st->send_peer, true, &out)) != LOOM_SUCCESS) return r;
-    size_t S = c->cfg.slot_bytes, E = loom_dtype_size(op->dt);
+    size_t S = c->cfg.slot_bytes, E = dtype_size(op->dt);
     bool remote = out && (st->prim == PRIM_SEND || st->prim == PRIM_COPY_SEND) && remote_step(x, st, out);
     for (size_t done = 0; done < st->bytes;) {
         size_t n = st->bytes - done < S ? st->bytes - done : S;
@@ -458,16 +458,22 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
 
 /* ---- entry ---- */
 
-struct slot_meta call_meta(struct loom_comm *c, const struct loom_op *op)
+void call_meta(struct loom_comm *c, const struct loom_op *op, struct slot_meta *m)
 {
-    if (op->coll == COLL_P2P)   /* a send and its recv agree on bytes only (checked per
-                                   slot); one may be grouped, the other not, the dtypes
-                                   may differ */
-        return (struct slot_meta){ .kind = (uint32_t)COLL_P2P << 16, .root = -1 };
-    return (struct slot_meta){
-        .kind = (uint32_t)op->coll << 16 | (uint32_t)op->dt << 8 | (uint32_t)op->op,
-        .count = op->count, .seq = ++c->coll_seq, .root = op->root,
-    };
+    m->bytes = 0;
+    if (op->coll == COLL_P2P) {   /* a send and its recv agree on bytes only (checked per
+                                     slot); one may be grouped, the other not, the dtypes
+                                     may differ */
+        m->kind = (uint32_t)COLL_P2P << 16;
+        m->count = 0;
+        m->seq = 0;
+        m->root = -1;
+        return;
+    }
+    m->kind = (uint32_t)op->coll << 16 | (uint32_t)op->dt << 8 | (uint32_t)op->op;
+    m->count = op->count;
+    m->seq = ++c->coll_seq;
+    m->root = op->root;
 }
 
 loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
@@ -478,8 +484,8 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
     if (r != LOOM_SUCCESS)
         return loom_set_error(c, r, "cannot build the %s schedule: %s", coll_name(op->coll), loom_strerror(r));
     struct exec x = { .c = c, .op = op };
-    x.stream_out = op->count * loom_dtype_size(op->dt) >= STREAM_OUT_BYTES;
-    x.meta = call_meta(c, op);
+    x.stream_out = op->count * dtype_size(op->dt) >= STREAM_OUT_BYTES;
+    call_meta(c, op, &x.meta);
     x.remote_ok = c->nranks == 2 && op->coll == COLL_ALLGATHER;
     LOOM_TRACE(LOOM_SUB_COLL, "%s count %zu %s: %d steps", coll_name(op->coll), op->count,
                loom_dtype_name(op->dt), s.n);

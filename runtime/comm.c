@@ -124,7 +124,7 @@ static const struct loom_transport *pick_transport(struct loom_comm *c, int peer
     return &loom_transport_tcp;
 }
 
-static loom_result_t conn_get(struct loom_comm *c, int peer, bool is_send, bool dev, struct loom_conn **out)
+loom_result_t conn_connect(struct loom_comm *c, int peer, bool is_send, bool dev, struct loom_conn **out)
 {
     struct loom_conn *_Atomic *tab = (is_send ? c->send : c->recv) + (dev ? c->nranks : 0);
     struct loom_conn *conn = atomic_load_explicit(&tab[peer], memory_order_acquire);
@@ -170,14 +170,10 @@ static loom_result_t conn_get(struct loom_comm *c, int peer, bool is_send, bool 
     return (loom_result_t)atomic_load(&c->status);
 }
 
-loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out)
-{
-    return conn_get(c, peer, is_send, false, out);
-}
 
 loom_result_t comm_dev_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out)
 {
-    return conn_get(c, peer, is_send, true, out);
+    return conn_connect(c, peer, is_send, true, out);
 }
 
 /* ---- init ---- */

@@ -88,8 +88,18 @@ static inline bool issue_settled(struct loom_comm *c)
 /* ---- comm.c ---- */
 void comm_ref(struct loom_comm *c);
 void comm_unref(struct loom_comm *c);
-/* The connection to/from peer, connecting it on first use. */
-loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out);
+/* The connection to/from peer (dev: the staged device link), connecting it now if it
+   is not yet. */
+loom_result_t conn_connect(struct loom_comm *c, int peer, bool is_send, bool dev, struct loom_conn **out);
+/* The connection to/from peer, connecting it on first use. Inline: every step of every
+   call asks, and after the first time it is one load. */
+static inline loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out)
+{
+    struct loom_conn *conn = atomic_load_explicit(&(is_send ? c->send : c->recv)[peer], memory_order_acquire);
+    if (conn == NULL) return conn_connect(c, peer, is_send, false, out);
+    *out = conn;
+    return LOOM_SUCCESS;
+}
 /* The same for a device link staged through host memory over tcp (runtime/cuda.c):
    its own socket and FIFO, which a CUDA kernel fills or drains. */
 loom_result_t comm_dev_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out);

@@ -419,7 +419,8 @@ loom_result_t cuda_run(struct loom_comm *c, const struct loom_op *op)
         }
     if (r != LOOM_SUCCESS) goto out;
 
-    struct slot_meta meta = call_meta(c, &o);
+    struct slot_meta meta;
+    call_meta(c, &o, &meta);
     struct dplan plan = {
         .nsteps = sch.n, .nchan = nchan, .nslots = g->nslots, .slot_bytes = g->slot_bytes,
         .chan_bytes = cuda_chan_bytes(g->nslots, g->slot_bytes),

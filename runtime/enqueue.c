@@ -155,10 +155,10 @@ static loom_result_t check_self_pairs(struct loom_comm *c, const struct p2p_item
     for (int k = 0, i = 0, j = 0; k < ns && k < nr; k++, i++, j++) {
         while (!(it[i].peer == c->rank && it[i].is_send)) i++;
         while (!(it[j].peer == c->rank && !it[j].is_send)) j++;
-        if (it[i].count * loom_dtype_size(it[i].dt) != it[j].count * loom_dtype_size(it[j].dt))
+        if (it[i].count * dtype_size(it[i].dt) != it[j].count * dtype_size(it[j].dt))
             return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT,
                                   "group: send to self #%d has %zu bytes, recv from self has %zu", k,
-                                  it[i].count * loom_dtype_size(it[i].dt), it[j].count * loom_dtype_size(it[j].dt));
+                                  it[i].count * dtype_size(it[i].dt), it[j].count * dtype_size(it[j].dt));
     }
     if (ns != nr)
         return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT,
@@ -234,8 +234,9 @@ static loom_result_t check_op(struct loom_comm *c, const char *fn, loom_op_t op)
 /* count elements times mult ranks must fit in memory. */
 static loom_result_t check_size(struct loom_comm *c, const char *fn, size_t count, loom_dtype_t dt, size_t mult)
 {
-    size_t e = loom_dtype_size(dt);
-    if (count > (size_t)PTRDIFF_MAX / e / mult || count > UINT64_MAX / 2)
+    size_t bytes;   /* a multiplication, not two divisions: this runs in every call */
+    if (__builtin_mul_overflow(count, dtype_size(dt) * mult, &bytes) || bytes > (size_t)PTRDIFF_MAX ||
+        count > UINT64_MAX / 2)
         return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT,
                               "%s: count %zu of %s (x%zu ranks) overflows the address space", fn, count,
                               loom_dtype_name(dt), mult);
@@ -258,10 +259,13 @@ static loom_result_t check_rank(struct loom_comm *c, const char *fn, int r, cons
 
 #define LOOM_RETURN_IF_ERR(expr) do { loom_result_t r_ = (expr); if (r_ != LOOM_SUCCESS) return r_; } while (0)
 
+/* The call, as messages name it. */
+static const char *call_name(const struct loom_op *op) { return op->barrier ? "barrier" : coll_name(op->coll); }
+
 /* Host or device memory (op->gpu): both buffers on the same side, and device buffers
-   on one GPU. what: the call, as coll_name says it. Host buffers on a CUDA stream are refused: the stream could not order
+   on one GPU. Host buffers on a CUDA stream are refused: the stream could not order
    them without a host callback blocking CUDA's callback thread for the whole call. */
-static loom_result_t check_memory(struct loom_comm *c, const char *what, struct loom_op *op, loom_stream_t s)
+static loom_result_t check_memory(struct loom_comm *c, struct loom_op *op, loom_stream_t s)
 {
     if (op->count == 0 && !op->barrier) return LOOM_SUCCESS;   /* moves nothing: any memory */
     const void *bufs[2] = { op->send, op->recv };
@@ -278,7 +282,7 @@ static loom_result_t check_memory(struct loom_comm *c, const char *what, struct 
         if (first < 0) first = i;
         else if (gpu[i] != gpu[first])
             return loom_set_error(c, LOOM_ERR_INVALID_ARGUMENT, "loom_%s: the %s buffer is %s memory%s but the %s "
-                                  "buffer is %s memory%s; both must be on the same side", what, names[first],
+                                  "buffer is %s memory%s; both must be on the same side", call_name(op), names[first],
                                   gpu[first] ? "device" : "host", gpu[first] ? " (GPU)" : "", names[i],
                                   gpu[i] ? "device" : "host", gpu[i] ? " (GPU)" : "");
     }
@@ -287,7 +291,7 @@ static loom_result_t check_memory(struct loom_comm *c, const char *what, struct 
         if (op->barrier) op->gpu = cuda_current_gpu();   /* its scratch is on that GPU */
         if (!op->gpu)
             return loom_set_error(c, LOOM_ERR_INVALID_USAGE, "loom_%s: host buffers on a CUDA stream; use device "
-                                  "buffers, or a loom_stream_create stream or NULL for host buffers", what);
+                                  "buffers, or a loom_stream_create stream or NULL for host buffers", call_name(op));
     }
     if (op->coll == COLL_P2P) op->p2p[0].gpu = op->gpu;
     return LOOM_SUCCESS;
@@ -295,7 +299,7 @@ static loom_result_t check_memory(struct loom_comm *c, const char *what, struct 
 
 static loom_result_t dispatch(struct loom_comm *c, struct loom_op *op, loom_stream_t s)
 {
-    loom_result_t r = check_memory(c, op->barrier ? "barrier" : coll_name(op->coll), op, s);
+    loom_result_t r = check_memory(c, op, s);
     if (r != LOOM_SUCCESS) return r;
     if (group.depth > 0) return group_add(c, op, s);
     if (op->count == 0 && !op->barrier) return LOOM_SUCCESS;   /* nothing moves, as in NCCL */

@@ -7,6 +7,7 @@
 #include "comm.h"
 #include "gpu.h"
 #include "log.h"
+#include "schedule.h"
 
 /* ---- result codes ---- */
 
@@ -74,23 +75,22 @@ void comm_fail(struct loom_comm *c, loom_result_t code, bool tell_peers, const c
 
 /* ---- dtypes and ops ---- */
 
-static const struct { const char *name; size_t size; } dtypes[LOOM_NUM_DTYPES] = {
-    [LOOM_INT8] = { "int8", 1 },       [LOOM_UINT8] = { "uint8", 1 },
-    [LOOM_INT32] = { "int32", 4 },     [LOOM_UINT32] = { "uint32", 4 },
-    [LOOM_INT64] = { "int64", 8 },     [LOOM_UINT64] = { "uint64", 8 },
-    [LOOM_FLOAT16] = { "float16", 2 }, [LOOM_FLOAT32] = { "float32", 4 },
-    [LOOM_FLOAT64] = { "float64", 8 }, [LOOM_BFLOAT16] = { "bfloat16", 2 },
+static const char *dtypes[LOOM_NUM_DTYPES] = {
+    [LOOM_INT8] = "int8",       [LOOM_UINT8] = "uint8",     [LOOM_INT32] = "int32",
+    [LOOM_UINT32] = "uint32",   [LOOM_INT64] = "int64",     [LOOM_UINT64] = "uint64",
+    [LOOM_FLOAT16] = "float16", [LOOM_FLOAT32] = "float32", [LOOM_FLOAT64] = "float64",
+    [LOOM_BFLOAT16] = "bfloat16",
 };
 static const char *ops[LOOM_NUM_OPS] = { "sum", "prod", "max", "min", "avg" };
 
 size_t loom_dtype_size(loom_dtype_t dt)
 {
-    return (unsigned)dt < LOOM_NUM_DTYPES ? dtypes[dt].size : 0;
+    return (unsigned)dt < LOOM_NUM_DTYPES ? dtype_size(dt) : 0;
 }
 
 const char *loom_dtype_name(loom_dtype_t dt)
 {
-    return (unsigned)dt < LOOM_NUM_DTYPES ? dtypes[dt].name : NULL;
+    return (unsigned)dt < LOOM_NUM_DTYPES ? dtypes[dt] : NULL;
 }
 
 const char *loom_op_name(loom_op_t op)

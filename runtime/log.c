@@ -31,6 +31,7 @@
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int level = LOOM_LOG_NONE;      /* most verbose level printed               */
+_Atomic int loom_log_maybe_trace = 1;
 static unsigned subsys = LOOM_SUB_ALL; /* enum loom_log_subsys bits printed         */
 static int out_fd = STDERR_FILENO;
 static char host[64] = "unknown";      /* short host name (up to the first dot)     */
@@ -209,6 +210,7 @@ static void init(void)
     int lv = parse_level(l);
     level = lv < 0 ? LOOM_LOG_NONE : lv;
     if (lv < 0) init_warn(__LINE__, "LOOM_DEBUG='%s' is not WARN, INFO or TRACE; printing warnings only", l);
+    atomic_store_explicit(&loom_log_maybe_trace, level >= LOOM_LOG_TRACE, memory_order_relaxed);
 
     const char *s = loom_env_str("LOOM_DEBUG_SUBSYS");
     subsys = parse_subsys(s, bad, sizeof bad);

@@ -6,6 +6,8 @@
 #ifndef LOOM_LOG_H
 #define LOOM_LOG_H
 
+#include <stdatomic.h>
+
 enum loom_log_level { LOOM_LOG_NONE = 0, LOOM_LOG_WARN, LOOM_LOG_INFO, LOOM_LOG_TRACE };
 enum loom_log_subsys {
     LOOM_SUB_INIT = 1 << 0,  /* communicator life cycle      */
@@ -29,8 +31,12 @@ void loom_log(enum loom_log_level lvl, enum loom_log_subsys sub, const char *fil
 #define LOOM_INFO(sub, ...)                                                           \
     do { if (loom_log_enabled(LOOM_LOG_INFO, (sub)))                                  \
              loom_log(LOOM_LOG_INFO, (sub), __FILE__, __LINE__, __VA_ARGS__); } while (0)
+/* 1 until the settings are read, then 1 only with LOOM_DEBUG=TRACE: a LOOM_TRACE in
+   the path of every call costs one load, not a call and a pthread_once. */
+extern _Atomic int loom_log_maybe_trace;
 #define LOOM_TRACE(sub, ...)                                                          \
-    do { if (loom_log_enabled(LOOM_LOG_TRACE, (sub)))                                 \
+    do { if (atomic_load_explicit(&loom_log_maybe_trace, memory_order_relaxed) &&     \
+             loom_log_enabled(LOOM_LOG_TRACE, (sub)))                                 \
              loom_log(LOOM_LOG_TRACE, (sub), __FILE__, __LINE__, __VA_ARGS__); } while (0)
 
 #endif

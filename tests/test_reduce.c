@@ -1,5 +1,5 @@
 /* test_reduce.c: unit test of algos/reduce.c (element-wise reductions, 16-bit float
- * conversions, reduce_div, copy_stream) against straightforward scalar references.
+ * conversions, reduce_div, copy_stream, dtype_size) against straightforward scalar references.
  *
  * Standalone: one process, no ranks, and nothing needed beyond reduce.c (meson links
  * it against libloom), well under a second (exit 0 pass, 1 fail). By hand:
@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "reduce.h"
+#include "schedule.h"
 
 /* ---- checks: count, print both operands of the first failures ---- */
 
@@ -580,8 +581,17 @@ static void test_copy_stream(void)
 
 /* ---- main ---- */
 
+/* The inline dtype_size the library uses inside (and loom_dtype_size returns for a
+   valid dtype) against the sizes written out here. */
+static void test_dtype_size(void)
+{
+    for (int dt = 0; dt < LOOM_NUM_DTYPES; dt++)
+        CHECK(dtype_size((loom_dtype_t)dt) == dt_size[dt], "dtype_size(%s)", dt_name[dt]);
+}
+
 int main(void)
 {
+    test_dtype_size();
     test_half();
     test_bf16();
     test_wrap();
