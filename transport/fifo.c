@@ -30,8 +30,13 @@ void fifo_post(struct fifo *f, const struct slot_meta *m)
     uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
     uint32_t i = t & (fifo_depth(f) - 1);
     f->posts++;
-    if (fifo_inline(f, m->kind & SLOT_REMOTE ? sizeof(struct slot_remote) : m->bytes)) {
+    if (f->lines) {                                 /* every slot, inline or not */
         f->lines[i].meta = *m;
+        /* A data slot's payload lands before its line is claimed: without the fence the
+           receiver, polling that line, takes it back from the sender again and again while
+           the sender's stores drain (2-rank 1 MiB all-reduce: 61.7 -> 70.5 us without it,
+           63.3 with; measured against polling tail) */
+        if (!fifo_meta_inline(f, m)) atomic_thread_fence(memory_order_seq_cst);
         atomic_store_explicit(&f->lines[i].post, f->posts, memory_order_release);
     } else {
         f->ctrl->meta[i] = *m;
