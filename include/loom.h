@@ -19,6 +19,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* libloom exports these declarations and nothing else (it is built with hidden
+   visibility), so its internals cannot clash with a program's own names. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
 
 /* X(name, message): one list, so codes and messages never drift. */
 #define LOOM_RESULT_LIST(X)                                                         \
@@ -102,6 +107,9 @@ size_t        loom_dtype_size(loom_dtype_t dt);      /* 0 for an unknown dtype *
 const char   *loom_dtype_name(loom_dtype_t dt);      /* "float32", ...; NULL if unknown */
 const char   *loom_op_name(loom_op_t op);            /* "sum", ...; NULL if unknown */
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif
