@@ -120,11 +120,18 @@ static _Thread_local struct {
     int n, cap;
 } group;
 
+/* Threads inside a group now, all together: a call outside any group (the usual case)
+   learns it from this word, without the thread-local lookup (a __tls_get_addr call in a
+   shared library). A thread always sees its own increment. */
+static _Atomic int groups_open;
+
+static bool in_group(void) { return atomic_load_explicit(&groups_open, memory_order_relaxed) > 0 && group.depth > 0; }
+
 loom_result_t loom_group_start(void)
 {
     if (group.depth >= 1024)
         return loom_set_error(NULL, LOOM_ERR_INVALID_USAGE, "loom_group_start nested too deep");
-    group.depth++;
+    if (group.depth++ == 0) atomic_fetch_add_explicit(&groups_open, 1, memory_order_relaxed);
     return LOOM_SUCCESS;
 }
 
@@ -171,6 +178,7 @@ loom_result_t loom_group_end(void)
     if (group.depth == 0)
         return loom_set_error(NULL, LOOM_ERR_INVALID_USAGE, "loom_group_end without loom_group_start");
     if (--group.depth > 0) return LOOM_SUCCESS;
+    atomic_fetch_sub_explicit(&groups_open, 1, memory_order_relaxed);
     loom_result_t first = LOOM_SUCCESS;
     for (int i = 0; i < group.n;) {
         struct group_item *g = &group.items[i];
@@ -301,7 +309,7 @@ static loom_result_t dispatch(struct loom_comm *c, struct loom_op *op, loom_stre
 {
     loom_result_t r = check_memory(c, op, s);
     if (r != LOOM_SUCCESS) return r;
-    if (group.depth > 0) return group_add(c, op, s);
+    if (in_group()) return group_add(c, op, s);
     if (op->count == 0 && !op->barrier) return LOOM_SUCCESS;   /* nothing moves, as in NCCL */
     return submit(c, op, s);
 }
@@ -405,7 +413,7 @@ static loom_result_t p2p(const char *fn, bool is_send, void *buf, size_t count, 
     LOOM_RETURN_IF_ERR(check_rank(c, fn, peer, "peer"));
     LOOM_RETURN_IF_ERR(check_size(c, fn, count, dt, 1));
     LOOM_RETURN_IF_ERR(check_buf(c, fn, buf, count, "the"));
-    if (peer == c->rank && group.depth == 0)
+    if (peer == c->rank && !in_group())
         return loom_set_error(c, LOOM_ERR_INVALID_USAGE,
                               "%s to self outside a group would wait forever; pair it with a "
                               "%s inside loom_group_start/end", fn, is_send ? "loom_recv" : "loom_send");
