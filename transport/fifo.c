@@ -32,10 +32,10 @@ void fifo_post(struct fifo *f, const struct slot_meta *m)
     f->posts++;
     if (f->lines) {                                 /* every slot, inline or not */
         f->lines[i].meta = *m;
-        /* A data slot's payload lands before its line is claimed: without the fence the
-           receiver, polling that line, takes it back from the sender again and again while
-           the sender's stores drain (2-rank 1 MiB all-reduce: 61.7 -> 70.5 us without it,
-           63.3 with; measured against polling tail) */
+        /* A data slot's payload is all stored before its line is touched. Measured, not
+           explained: 2-rank 1 MiB all-reduce, 8 alternating rounds, 70.0 us without the
+           fence, 63.3 with it, 65.8 when the receiver still polled tail (bench/RESULTS.md);
+           likely the receiver, polling the line, pulls it back while the payload drains. */
         if (!fifo_meta_inline(f, m)) atomic_thread_fence(memory_order_seq_cst);
         atomic_store_explicit(&f->lines[i].post, f->posts, memory_order_release);
     } else {
