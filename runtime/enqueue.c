@@ -61,7 +61,6 @@ static loom_result_t wait_turn(struct loom_comm *c, uint64_t ticket)
 
 loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t ticket)
 {
-    if (ticket == TICKET_NOW) ticket = take_ticket(c);
     loom_result_t r = atomic_load(&c->now_serving) == ticket ? LOOM_SUCCESS : wait_turn(c, ticket);
     if (r != LOOM_SUCCESS || atomic_load(&c->status) != LOOM_SUCCESS || atomic_load(&c->torn_down)) {
         /* Leave without the turn (it never comes to a broken comm): settle the ticket. */
@@ -86,9 +85,9 @@ loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t tick
 
 static loom_result_t submit(struct loom_comm *c, struct loom_op *op, loom_stream_t s)
 {
-    /* no stream: run now; a CUDA stream: launch now, ordered on that stream */
-    if (s == NULL || (op->cuda_stream = stream_cuda(s)) != NULL) return enqueue_run(c, op, TICKET_NOW);
     uint64_t ticket = take_ticket(c);
+    /* no stream: run now; a CUDA stream: launch now, ordered on that stream */
+    if (s == NULL || (op->cuda_stream = stream_cuda(s)) != NULL) return enqueue_run(c, op, ticket);
     struct loom_op *copy = malloc(sizeof *copy);
     if (copy == NULL) goto oom;
     *copy = *op;

@@ -5,8 +5,6 @@
 #include "comm.h"
 #include "schedule.h"
 
-/* ticket TICKET_NOW: a call that runs now takes the next ticket under the same lock. */
-#define TICKET_NOW UINT64_MAX
 /* Wait for ticket's turn on c, run op, pass the turn on. Frees nothing. */
 loom_result_t enqueue_run(struct loom_comm *c, struct loom_op *op, uint64_t ticket);
 /* Queue op (heap-allocated; the stream frees it and its p2p array) on s. Takes a
