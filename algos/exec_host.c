@@ -30,10 +30,14 @@
    while the receiver copies alone, and it measured no better (32-128 KiB). */
 #define REMOTE_MIN_BYTES (32u << 10)
 #define REMOTE_MAX_BYTES (64u << 10)
-/* Per-rank count x dtype from which outputs stream. 8 MiB, not 1: below it the output
-   still fits this machine's L3 beside the FIFOs, and cached stores win (2-rank
-   broadcast of 2 MiB: 7.1-8.0 GB/s streaming, 13.6-16.0 cached, 3 alternating runs);
-   16 MiB and up keep streaming (bench/RESULTS.md, issue 2). */
+/* Output bytes (this rank's whole receive buffer) from which outputs stream. 8 MiB, not
+   1: below it the output still fits this machine's L3 beside the FIFOs, and cached
+   stores win (2-rank broadcast of 2 MiB: 7.1-8.0 GB/s streaming, 13.6-16.0 cached, 3
+   alternating runs); 16 MiB and up keep streaming (bench/RESULTS.md, issue 2). An
+   all-gather's or all-to-all's output is nranks blocks: counting one block (as before
+   2026-12-02) kept an 8 MiB all-gather cached and measured slower (4 ranks, 8 rounds:
+   8 MiB 2518 -> 2201 us, 16 MiB 5021 -> 4153; 2 ranks pinned, 8 rounds: 8 MiB 1588 ->
+   960). */
 #define STREAM_OUT_BYTES (8u << 20)
 
 struct exec {
@@ -484,7 +488,8 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
     if (r != LOOM_SUCCESS)
         return loom_set_error(c, r, "cannot build the %s schedule: %s", coll_name(op->coll), loom_strerror(r));
     struct exec x = { .c = c, .op = op };
-    x.stream_out = op->count * dtype_size(op->dt) >= STREAM_OUT_BYTES;
+    size_t blocks = op->coll == COLL_ALLGATHER || op->coll == COLL_ALLTOALL ? (size_t)c->nranks : 1;
+    x.stream_out = op->count * dtype_size(op->dt) * blocks >= STREAM_OUT_BYTES;
     call_meta(c, op, &x.meta);
     x.remote_ok = c->nranks == 2 && op->coll == COLL_ALLGATHER;
     LOOM_TRACE(LOOM_SUB_COLL, "%s count %zu %s: %d steps", coll_name(op->coll), op->count,
