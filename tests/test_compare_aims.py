@@ -60,6 +60,10 @@ for t in (1.3, 1.4, 1.3):                     # 32 B: 1.3x the best peer: a late
     local.append(row('loom', 32, t, 0.02))
     local.append(row('openmpi', 32, 1.0, 0.03))
     local.append(row('gloo', 32, 40.0, 0.0))
+for t in (1.2, 1.2, 1.2):                     # 128 B: Gloo fastest, its busbw rounded to 0
+    local.append(row('loom', 128, t, 0.1))
+    local.append(row('openmpi', 128, 2.0, 0.06))
+    local.append(row('gloo', 128, 0.9, 0.0))
 for bw in (5.0, 6.0, 4.0):                    # 1 MiB: loom's busbw below Gloo's: a miss
     local.append(row('loom', 1 << 20, 100.0, bw))
     local.append(row('openmpi', 1 << 20, 200.0, 3.0))
@@ -72,10 +76,11 @@ local.append(row('loom', 0, 0.02, 0.0))       # nothing moved: nothing to compar
 local.append(row('openmpi', 0, 0.0, 0.0))
 local.append(row('memcpy', 8, 0.01, 1.0, group=1))
 got = aims('local', local, 2)
-expect('counts the sizes compared', got, 'aims met in 2 of 4 sizes:')
+expect('counts the sizes compared', got, 'aims met in 2 of 5 sizes:')
+expect('latency against the fastest peer, whatever its busbw', got, '128: time 1.33x gloo')
 expect('latency miss with its repetitions', got, '32: time 1.30x openmpi; us per repetition: loom 1.3 1.4 1.3; openmpi 1 1 1')
 expect('busbw miss against the best peer', got, '1048576: busbw 0.91x gloo')
-expect('no line for a cell that passes', str(got.count('\n')), '3')
+expect('no line for a cell that passes', str(got.count('\n')), '4')
 
 net = []
 for bw in (0.46, 0.44, 0.47):                 # 16 MiB at 4 Gbit/s (0.5 GB/s): 92 %: passes
