@@ -5,7 +5,9 @@
  * Every wait spins a short while, then sleeps on the FIFO counter's futex in slices
  * of at most 10 ms, re-checking between slices: the comm's status (a peer died, an
  * abort), the peer having left, and the operation's deadline (LOOM_TIMEOUT_MS).
- * Not here: which steps to run (schedule.c), sockets (the progress thread).
+ * Not here: which steps to run (schedule.c), sockets (runtime/progress.c, which this
+ * executor calls to move its tcp links' bytes while it waits on a comm whose host links
+ * are all tcp).
  */
 #include "exec.h"
 
@@ -47,6 +49,8 @@ struct exec {
     struct slot_meta meta;     /* what this operation's slots carry */
     bool stream_out;           /* output too big to stay cached: bypass the cache */
     bool remote_ok;            /* steps may hand over addresses (REMOTE_MIN_BYTES)  */
+    bool drive;                /* every host link is tcp and this thread moves their
+                                  bytes itself (runtime/progress.c)                 */
     struct loom_conn *remote_conn;   /* where they went, and the tail after the     */
     uint32_t remote_until;           /* last: the call ends once head reaches it    */
 };
@@ -76,9 +80,10 @@ static inline void cpu_relax(void) {}
    only every 64 turns (it costs as much as the hand-off it waits for) and yielding
    every 256 so other load sharing this core can run, or at every turn when local ranks
    outnumber cores (cfg.spin_yield: the peer waited for may need this very core).
-   Never on a proxied (tcp) link: what ends that wait is this process's own progress
-   thread, after a socket wake-up of tens of microseconds, and a spinning executor
-   competes with that very thread for a core. Measured on 4 netns hosts at 4 Gbit/s:
+   Never on a proxied (tcp) link: what ends that wait is a socket wake-up of tens of
+   microseconds, taken by this process's progress thread or by the executor itself
+   (wait_link), and a spinning executor competes with that thread and the kernel's
+   network work for a core. Measured on 4 netns hosts at 4 Gbit/s:
    16-64 MiB all-reduce busbw 0.38-0.45 GB/s spinning, 0.46-0.48 not (3 rounds each). */
 struct spin {
     uint64_t end;
@@ -196,6 +201,15 @@ static loom_result_t wait_check(struct exec *x, struct loom_conn *conn, bool sen
     return LOOM_SUCCESS;
 }
 
+/* Sleep until the link's counter (tail for a receiver, head for a sender) moves from
+   seen, at most timeout_us; spurious returns allowed. A link this thread drives moves
+   only when it moves it: it polls the sockets instead. */
+static void wait_link(struct exec *x, struct loom_conn *conn, bool on_tail, uint32_t seen, int64_t timeout_us)
+{
+    if (x->drive && conn->proxied) progress_drive(x->c->prog, (int)(timeout_us / 1000));
+    else fifo_sleep(&conn->fifo, on_tail, seen, timeout_us);
+}
+
 /* Wait for a free slot for n bytes (sending) or a full one (receiving). */
 static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool sending, size_t n,
                                char **slot, struct slot_meta *m)
@@ -216,7 +230,7 @@ static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool send
         if (*slot) return LOOM_SUCCESS;
         loom_result_t r = wait_check(x, conn, sending);
         if (r != LOOM_SUCCESS) return r;
-        fifo_sleep(f, !sending, seen, SLEEP_SLICE_US);
+        wait_link(x, conn, !sending, seen, SLEEP_SLICE_US);
     }
 }
 
@@ -300,13 +314,13 @@ static loom_result_t wait_remote_read(struct exec *x)
 static void post(struct loom_conn *conn, const struct slot_meta *m)
 {
     fifo_post(&conn->fifo, m);
-    if (conn->proxied) progress_kick(conn->comm->prog);
+    if (conn->proxied) progress_conn_moved(conn->comm->prog, conn);
 }
 
 static void release(struct loom_conn *conn)
 {
     fifo_release(&conn->fifo);
-    if (conn->proxied) progress_kick(conn->comm->prog);
+    if (conn->proxied) progress_conn_moved(conn->comm->prog, conn);
 }
 
 /* ---- one sequential step ---- */
@@ -454,7 +468,7 @@ static loom_result_t run_together(struct exec *x, const struct step *first, int 
         _Atomic uint32_t *ctr = s ? &waiting->conn->fifo.ctrl->head : &waiting->conn->fifo.ctrl->tail;
         uint32_t seen = atomic_load(ctr);
         r = wait_check(x, waiting->conn, s);
-        if (r == LOOM_SUCCESS) fifo_sleep(&waiting->conn->fifo, !s, seen, n > 1 ? 1000 : SLEEP_SLICE_US);
+        if (r == LOOM_SUCCESS) wait_link(x, waiting->conn, !s, seen, n > 1 ? 1000 : SLEEP_SLICE_US);
     }
     if (t != tv) free(t);
     return r;
@@ -492,6 +506,10 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
     x.stream_out = op->count * dtype_size(op->dt) * blocks >= STREAM_OUT_BYTES;
     call_meta(c, op, &x.meta);
     x.remote_ok = c->nranks == 2 && op->coll == COLL_ALLGATHER;
+    /* One rank per host (or tcp forced): every host link is tcp, and this thread moves
+       their bytes itself for the call (runtime/progress.c says why). */
+    x.drive = c->nranks > 1 && (c->cfg.force == 2 || c->local_nranks == 1);
+    if (x.drive) progress_exec_begin(c->prog);
     LOOM_TRACE(LOOM_SUB_COLL, "%s count %zu %s: %d steps", coll_name(op->coll), op->count,
                loom_dtype_name(op->dt), s.n);
     for (int i = 0; i < s.n && r == LOOM_SUCCESS; i++) {
@@ -504,6 +522,7 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
         }
     }
     if (r == LOOM_SUCCESS && x.remote_conn) r = wait_remote_read(&x);
+    if (x.drive) progress_exec_end(c->prog);
     if (r == LOOM_SUCCESS && op->op == LOOM_AVG && c->nranks > 1) {
         if (op->coll == COLL_ALLREDUCE) reduce_div(op->recv, op->count, op->dt, c->nranks);
         else if (op->coll == COLL_REDUCE_SCATTER) reduce_div(op->recv, op->count, op->dt, c->nranks);

@@ -122,6 +122,16 @@ loom_result_t progress_start(struct loom_comm *c, char *err, size_t errlen);
 loom_result_t progress_wait_mesh(struct loom_comm *c, uint64_t deadline_ns, char *err, size_t errlen);
 /* Make the thread look at the proxied connections now. */
 void progress_kick(struct loom_progress *p);
+/* A host call on a comm whose host links are all tcp: its executor moves them itself
+   from begin to end (see progress.c). */
+void progress_exec_begin(struct loom_progress *p);
+void progress_exec_end(struct loom_progress *p);
+/* The executor posted or freed a slot of a proxied link: writes a posted slot out now
+   while the executor drives the link, else kicks the thread. */
+void progress_conn_moved(struct loom_progress *p, struct loom_conn *conn);
+/* The executor waits on a link it drives: move every host link's bytes and, if none
+   moved, sleep until a socket is ready or timeout_ms pass. Callers re-check. */
+void progress_drive(struct loom_progress *p, int timeout_ms);
 /* Hand a connected tcp connection to the thread. */
 void progress_add_conn(struct loom_progress *p, struct loom_conn *conn);
 /* Ask the thread to send ABORT with the comm's error to every peer. */

@@ -8,6 +8,16 @@
  * CUDA kernel drives a staged device link (comm->staged_calls), nothing kicks, so it
  * polls those FIFOs without sleeping until the kernel is done.
  *
+ * While a host call runs on a comm whose host links are all tcp (one rank per host, or
+ * LOOM_TRANSPORT=tcp), its executor moves those links' bytes itself (progress_exec_begin
+ * .. _end): it writes a slot out as it posts it and, when it must wait, polls the
+ * sockets and reads them itself, as Gloo's and Open MPI's callers do. Handing every slot
+ * to this thread and back cost two to three wake-ups per slot, each of which can land
+ * on a vCPU the host has taken away (steal) while the other core idles. This thread
+ * then leaves those links alone; between calls it moves them again (the executor kicks
+ * it at the end of a call that left bytes unsent). Mixed comms (shm and tcp links) keep
+ * the hand-off: an executor asleep on a shm futex cannot also watch sockets.
+ *
  * Control frame (fixed layout), followed by len bytes of text for CTRL_ABORT:
  *  offset size field
  *  0      4    magic  "LMCT"
@@ -55,12 +65,14 @@ struct loom_progress {
     bool started;
     int efd;                         /* eventfd: kicks                          */
     _Atomic bool sleeping;
+    _Atomic bool exec_drives;        /* the executor moves the host tcp links      */
     _Atomic bool stop, orderly, tell_peers;
     struct ctrl_peer *peers;         /* (nranks)                                */
     pthread_mutex_t lock;            /* guards conns, mesh count                */
     pthread_cond_t cv;
     int mesh;                        /* control sockets up                       */
     struct loom_conn **conns;        /* proxied connections (tcp)               */
+    struct pollfd *exec_pf;          /* (4 nranks) the executor's poll set       */
     int nconns, cap;
 };
 
@@ -270,31 +282,62 @@ static void send_abort(struct loom_progress *p)
 
 /* ---- the thread ---- */
 
-static bool conns_progress(struct loom_progress *p)
+/* Does this thread leave conn to the executor now? (Host links while it drives them.) */
+static bool driven(struct loom_progress *p, const struct loom_conn *conn)
 {
-    struct loom_comm *c = p->comm;
+    return !conn->dev && atomic_load(&p->exec_drives);
+}
+
+/* Move one link's bytes (under p->lock); a failure of the link fails the comm. */
+static bool conn_progress(struct loom_comm *c, struct loom_conn *conn)
+{
+    char err[256];
     bool did = false;
-    /* Under the lock: executors may grow the array meanwhile. progress() never blocks. */
-    pthread_mutex_lock(&p->lock);
-    int n = p->nconns;
-    struct loom_conn **conns = p->conns;
-    for (int i = 0; i < n; i++) {
-        char err[256];
-        bool d = false;
-        loom_result_t r = conns[i]->tp->progress(conns[i], &d, err, sizeof err);
-        did |= d;
-        if (r != LOOM_SUCCESS && atomic_load(&c->status) == LOOM_SUCCESS &&
-            !atomic_load(&c->peer_gone[conns[i]->peer])) {
-            char name[128];
-            comm_peer_name(c, conns[i]->peer, name, sizeof name);
-            comm_fail(c, LOOM_ERR_REMOTE, false, "tcp link %s %s: %s",
-                      conns[i]->is_send ? "to" : "from", name, err);
-        }
+    loom_result_t r = conn->tp->progress(conn, &did, err, sizeof err);
+    if (r != LOOM_SUCCESS && atomic_load(&c->status) == LOOM_SUCCESS && !atomic_load(&c->peer_gone[conn->peer])) {
+        char name[128];
+        comm_peer_name(c, conn->peer, name, sizeof name);
+        comm_fail(c, LOOM_ERR_REMOTE, false, "tcp link %s %s: %s", conn->is_send ? "to" : "from", name, err);
     }
+    return did;
+}
+
+/* Move the links' bytes: the executor's (exec: host links) or this thread's (the rest).
+   Under the lock: executors may grow the array meanwhile, and the executor and this
+   thread never move one link at once. progress() never blocks. */
+static bool conns_progress(struct loom_progress *p, bool exec)
+{
+    bool did = false;
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->nconns; i++)
+        if (!(exec ? p->conns[i]->dev : driven(p, p->conns[i]))) did |= conn_progress(p->comm, p->conns[i]);
     pthread_mutex_unlock(&p->lock);
     return did;
 }
 
+/* The sockets of the links that wait for one (exec: host links; else the rest) into
+   pf[first..]; returns the new count. *unattached: a host link has no socket yet. */
+static int conns_pollset(struct loom_progress *p, bool exec, struct pollfd *pf, int first, int *who,
+                         bool *unattached)
+{
+    int n = first;
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->nconns; i++) {
+        struct loom_conn *conn = p->conns[i];
+        if (exec ? conn->dev : driven(p, conn)) continue;
+        if (unattached && !atomic_load(&conn->attached)) *unattached = true;
+        short ev = 0;
+        int fd = conn->tp->poll_fd(conn, &ev);
+        if (fd >= 0 && ev) {
+            if (who) who[n] = -1;
+            pf[n++] = (struct pollfd){ .fd = fd, .events = ev };
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+/* Slots posted on a send link that are not on the wire yet? */
 static bool sends_pending(struct loom_progress *p)
 {
     pthread_mutex_lock(&p->lock);
@@ -303,6 +346,41 @@ static bool sends_pending(struct loom_progress *p)
         any = p->conns[i]->is_send && p->conns[i]->tp->send_pending(p->conns[i]);
     pthread_mutex_unlock(&p->lock);
     return any;
+}
+
+void progress_exec_begin(struct loom_progress *p)
+{
+    atomic_store(&p->exec_drives, true);
+}
+
+void progress_exec_end(struct loom_progress *p)
+{
+    atomic_store(&p->exec_drives, false);
+    /* Slots the sockets did not take are this thread's again; it may be asleep with
+       the host links out of its poll set. */
+    if (sends_pending(p)) progress_kick(p);
+}
+
+void progress_conn_moved(struct loom_progress *p, struct loom_conn *conn)
+{
+    if (!driven(p, conn)) {
+        progress_kick(p);
+    } else if (conn->is_send) {     /* a posted slot: out now, as far as the socket takes it */
+        pthread_mutex_lock(&p->lock);
+        conn_progress(p->comm, conn);
+        pthread_mutex_unlock(&p->lock);
+    }                               /* a freed slot: the next progress_drive reads into it */
+}
+
+void progress_drive(struct loom_progress *p, int timeout_ms)
+{
+    if (conns_progress(p, true)) return;
+    bool unattached = false;
+    int n = conns_pollset(p, true, p->exec_pf, 0, NULL, &unattached);
+    /* A link whose socket the thread has not accepted yet wakes nobody when it arrives:
+       look again soon. */
+    poll(p->exec_pf, (nfds_t)n, unattached && timeout_ms > 1 ? 1 : timeout_ms);
+    conns_progress(p, true);
 }
 
 static int build_pollset(struct loom_progress *p, struct pollfd *pf, int **who)
@@ -316,17 +394,7 @@ static int build_pollset(struct loom_progress *p, struct pollfd *pf, int **who)
             (*who)[n] = r;
             pf[n++] = (struct pollfd){ .fd = p->peers[r].fd, .events = POLLIN };
         }
-    pthread_mutex_lock(&p->lock);
-    for (int i = 0; i < p->nconns; i++) {
-        short ev = 0;
-        int fd = p->conns[i]->tp->poll_fd(p->conns[i], &ev);
-        if (fd >= 0 && ev) {
-            (*who)[n] = -1;
-            pf[n++] = (struct pollfd){ .fd = fd, .events = ev };
-        }
-    }
-    pthread_mutex_unlock(&p->lock);
-    return n;
+    return conns_pollset(p, false, pf, n, *who, NULL);
 }
 
 static void *progress_main(void *arg)
@@ -352,7 +420,7 @@ static void *progress_main(void *arg)
                 atomic_load(&c->status) != LOOM_SUCCESS)
                 break;
         }
-        bool did = conns_progress(p);
+        bool did = conns_progress(p, false);
         uint64_t now = net_now_ns();
         if (now >= next_hb) {
             for (int r = 0; r < c->nranks; r++)
@@ -368,7 +436,7 @@ static void *progress_main(void *arg)
             bool staged = atomic_load(&c->staged_calls) > 0;
             /* Re-check after announcing sleep: a kick sent before this point was
                skipped by the executor, so look at the FIFOs once more. */
-            did = conns_progress(p);
+            did = conns_progress(p, false);
             int hb_ms = (int)((next_hb - net_now_ns()) / 1000000) + 1;
             /* a kernel posts and releases slots of staged device links without a
                kick: poll them while one runs */
@@ -411,11 +479,15 @@ loom_result_t progress_start(struct loom_comm *c, char *err, size_t errlen)
     p->peers = calloc((size_t)c->nranks, sizeof *p->peers);
     if (p->peers == NULL) goto oom_free;
     for (int r = 0; r < c->nranks; r++) p->peers[r].fd = -1;
+    p->exec_pf = calloc(4 * (size_t)c->nranks, sizeof *p->exec_pf);   /* a send and a recv link
+                                                                         per peer, host and device */
+    if (p->exec_pf == NULL) goto oom_free;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (p->efd < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        free(p->exec_pf);
         free(p->peers);
         free(p);
         return LOOM_ERR_SYSTEM;
@@ -449,6 +521,8 @@ loom_result_t progress_start(struct loom_comm *c, char *err, size_t errlen)
     p->started = true;
     return LOOM_SUCCESS;
 oom_free:
+    free(p->exec_pf);
+    free(p->peers);
     free(p);
 oom:
     snprintf(err, errlen, "out of memory");
@@ -489,6 +563,7 @@ void progress_stop(struct loom_progress *p, bool orderly)
     close(p->efd);
     free(p->peers);
     free(p->conns);
+    free(p->exec_pf);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cv);
     p->comm->prog = NULL;

@@ -1,7 +1,9 @@
 /* tcp.c: the tcp transport, driven by the progress thread.
  * Each side of a directed link keeps a private FIFO (same layout as shm, in
  * anonymous memory). The executor fills or drains it exactly as with shm; the
- * progress thread moves whole slots between it and a non-blocking socket.
+ * progress thread moves whole slots between it and a non-blocking socket (or, while a
+ * host call runs on a comm whose host links are all tcp, the executor itself does:
+ * runtime/progress.c).
  *
  * Wire format, one message per slot (fixed layout):
  *  offset size          field
@@ -126,7 +128,7 @@ loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, bool dev,
     return LOOM_SUCCESS;
 }
 
-/* ---- progress (progress thread only) ---- */
+/* ---- progress ---- */
 
 /* Every posted slot goes out in one sendmsg (header and payload of each, up to
    TCP_BATCH slots): fewer, larger writes. Headers are sent from the FIFO's meta array,
@@ -226,10 +228,19 @@ static loom_result_t recv_progress(struct loom_conn *c, struct tcp_priv *tp, boo
     return LOOM_SUCCESS;
 }
 
+/* The progress functions run on the progress thread or on an executor driving the
+   link (runtime/progress.c), one at a time (under the progress lock). A receiving
+   link's socket is attached by the progress thread: attached (stored after fd) says
+   whether fd may be read. */
+static bool tcp_ready(struct loom_conn *c, struct tcp_priv *tp)
+{
+    return atomic_load(&c->attached) && !tp->broken;
+}
+
 static loom_result_t tcp_progress(struct loom_conn *c, bool *did, char *err, size_t errlen)
 {
     struct tcp_priv *tp = c->priv;
-    if (tp->fd < 0 || tp->broken) return LOOM_SUCCESS;
+    if (!tcp_ready(c, tp)) return LOOM_SUCCESS;
     return c->is_send ? send_progress(c, tp, did, err, errlen) : recv_progress(c, tp, did, err, errlen);
 }
 
@@ -237,7 +248,7 @@ static int tcp_poll_fd(struct loom_conn *c, short *events)
 {
     struct tcp_priv *tp = c->priv;
     *events = 0;
-    if (tp->fd < 0 || tp->broken) return -1;
+    if (!tcp_ready(c, tp)) return -1;
     if (c->is_send) {
         if (tp->blocked) *events = POLLOUT;
     } else if (fifo_send_slot(&c->fifo, c->fifo.slot_bytes) != NULL) {
@@ -249,7 +260,7 @@ static int tcp_poll_fd(struct loom_conn *c, short *events)
 static bool tcp_send_pending(struct loom_conn *c)
 {
     struct tcp_priv *tp = c->priv;
-    if (tp->fd < 0 || tp->broken) return false;
+    if (!tcp_ready(c, tp)) return false;
     return atomic_load(&c->fifo.ctrl->tail) != atomic_load(&c->fifo.ctrl->head);
 }
 

@@ -6,7 +6,8 @@
  * of it) and advances head. shm puts the FIFO in POSIX shared memory mapped by both
  * processes, so executors on both sides touch it directly and no thread is needed.
  * tcp keeps one private FIFO per side; the progress thread moves slots between that
- * FIFO and the socket, so the executor code is the same for both.
+ * FIFO and the socket (or the executor, during a call on an all-tcp comm), so the
+ * executor code is the same for both.
  *
  * Shared FIFO layout (struct fifo_ctrl then the slots; offset/size in bytes):
  *  offset      size       field
@@ -234,12 +235,13 @@ struct loom_transport {
        comm's timeout; on error the message is in err and nothing is left behind. */
     loom_result_t (*connect_send)(struct loom_conn *c, char *err, size_t errlen);
     loom_result_t (*connect_recv)(struct loom_conn *c, char *err, size_t errlen);
-    /* Progress thread only: move bytes between the FIFO and the wire without
+    /* Progress thread, or an executor driving the link (runtime/progress.c), one at a
+       time under the progress lock: move bytes between the FIFO and the wire without
        blocking. Sets *did when something moved. NULL for shm. */
     loom_result_t (*progress)(struct loom_conn *c, bool *did, char *err, size_t errlen);
-    /* Progress thread only: the fd to poll and the events (0: nothing to wait for). */
+    /* Same callers: the fd to poll and the events (0: nothing to wait for). */
     int (*poll_fd)(struct loom_conn *c, short *events);
-    /* Progress thread only: true while sent slots are not yet on the wire. */
+    /* Same callers: true while sent slots are not yet on the wire. */
     bool (*send_pending)(struct loom_conn *c);
     /* Release everything. Cannot fail; logs problems. */
     void (*close)(struct loom_conn *c);
