@@ -24,11 +24,13 @@ class Scenario:
         self.name = name
 
 
-def row(lib, size, t, bw, group=2, op='allreduce', stolen=None):
+def row(lib, size, t, bw, group=2, op='allreduce', stolen=None, rtt=None):
     r = {'library': lib, 'group': str(group), 'size': str(size), 'op': op, 'time_us': str(t),
          'busbw': str(bw), 'time_us_inplace': str(t), 'busbw_inplace': str(bw)}
-    if stolen is not None:                    # absent in CSVs written before the column
+    if stolen is not None:                    # absent in CSVs written before the columns
         r['stolen'] = str(stolen)
+    if rtt is not None:
+        r['rtt_before'], r['rtt_after'] = str(rtt[0]), str(rtt[1])
     return r
 
 
@@ -71,6 +73,9 @@ for bw in (5.0, 6.0, 4.0):                    # 1 MiB: loom's busbw below Gloo's
     local.append(row('loom', 1 << 20, 100.0, bw))
     local.append(row('openmpi', 1 << 20, 200.0, 3.0))
     local.append(row('gloo', 1 << 20, 80.0, 5.5))
+for bw, rtt in ((3.0, (60, 62)), (2.0, (350, 340)), (3.1, (61, 60))):   # 16 MiB: a miss, with the
+    local.append(row('loom', 16 << 20, 100.0 * 4 / bw, bw, stolen=0.01, rtt=rtt))   # CPUs' distance
+    local.append(row('openmpi', 16 << 20, 100.0, 4.0, stolen=0.0, rtt=(60, 60)))
 for bw in (9.0, 9.5, 8.0):                    # 4 MiB: ahead of both: passes
     local.append(row('loom', 4 << 20, 400.0, bw))
     local.append(row('openmpi', 4 << 20, 500.0, 7.0))
@@ -79,11 +84,15 @@ local.append(row('loom', 0, 0.02, 0.0))       # nothing moved: nothing to compar
 local.append(row('openmpi', 0, 0.01, 0.0))
 local.append(row('memcpy', 8, 0.01, 1.0, group=1))
 got = aims('local', local, 2)
-expect('counts the sizes compared', got, 'aims met in 2 of 5 sizes:')
+expect('counts the sizes compared', got, 'aims met in 2 of 6 sizes:')
+expect('a miss with the host share and the CPUs round trip of each repetition', got,
+       '16777216: busbw 0.75x openmpi; us per repetition: loom 133.333 200 129.032 (host took 1% 1% 1%; '
+       'CPU round trip ns 60/62 350/340 61/60); openmpi 100 100 100 (host took 0% 0% 0%; CPU round trip ns '
+       '60/60 60/60 60/60)')
 expect('latency against the fastest peer, whatever its busbw', got, '128: time 1.33x gloo')
 expect('latency miss with its repetitions', got, '32: time 1.30x openmpi; us per repetition: loom 1.3 1.4 1.3; openmpi 1 1 1')
 expect('busbw miss against the best peer', got, '1048576: busbw 0.91x gloo')
-expect('no line for a cell that passes', str(got.count('\n')), '4')
+expect('no line for a cell that passes', str(got.count('\n')), '5')   # the count line and 4 misses
 
 net = []
 for bw in (0.46, 0.44, 0.47):                 # 16 MiB at 4 Gbit/s (0.5 GB/s): 92 %: passes

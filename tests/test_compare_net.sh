@@ -4,6 +4,8 @@
 #     repetition, loom, Open MPI and Gloo over tcp: every library gives both rows.
 #  2. A job that hangs (a loom-perf that only sleeps) is killed at --job-timeout, compare
 #     fails saying so, and neither a namespace nor a process of that run is left.
+#  3. bench/net-ab, which borrows those namespaces, runs one round of loom, Gloo and the
+#     raw ring, prints a figure for each, and leaves no namespace behind.
 #   test_compare_net.sh SRC_ROOT BUILD_ROOT
 # Root only (77 otherwise), like compare's scenario net itself. Every command bounded.
 set -u
@@ -47,4 +49,16 @@ sleep 1
 pgrep -fx "sleep 299.25" >/dev/null && { pkill -fx "sleep 299.25"; fail "the hung job's processes were left"; }
 after=$(ip netns list | grep -c '^lc')
 [ "$after" = "$before" ] || fail "namespaces left: $(ip netns list | grep '^lc' | tr '\n' ' ')"
-echo "ok: smoke rows from all three libraries; hung job killed, nothing left"
+echo "== 3. bench/net-ab: one round"
+timeout -k 5 120 python3 "$src/bench/net-ab" --rounds 1 --size 1M --iters 2 --build "$build" cur gloo ring \
+    > "$out/log3" 2>&1
+rc=$?
+cat "$out/log3"
+[ $rc = 0 ] || fail "net-ab exited with $rc"
+for v in cur gloo ring; do
+    grep -Eq "^round 0 $v +0\.[0-9]*[1-9][0-9]* GB/s" "$out/log3" || fail "no figure for $v in round 0"
+    grep -Eq "^$v +median " "$out/log3" || fail "no median for $v"
+done
+after=$(ip netns list | grep -c '^lc')
+[ "$after" = "$before" ] || fail "net-ab left namespaces: $(ip netns list | grep '^lc' | tr '\n' ' ')"
+echo "ok: smoke rows from all three libraries; hung job killed, nothing left; net-ab ran"
