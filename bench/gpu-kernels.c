@@ -18,6 +18,7 @@
 #include "exec_cuda.h"
 #include "loom.h"
 #include "reduce.h"
+#include "size.h"
 
 #define CK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { \
     fprintf(stderr, "gpu-kernels: %s: %s\n", #call, cudaGetErrorString(e_)); exit(1); } } while (0)
@@ -52,19 +53,13 @@ static float time_it(int kind, size_t n, loom_dtype_t dt, char **A, char **B, ch
     return ms[RUNS / 2];
 }
 
-static size_t parse(const char *s)
-{
-    char *end;
-    size_t v = strtoull(s, &end, 10);
-    if (*end == 'K' || *end == 'k') v <<= 10;
-    if (*end == 'M' || *end == 'm') v <<= 20;
-    if (*end == 'G' || *end == 'g') v <<= 30;
-    return v;
-}
-
 int main(int argc, char **argv)
 {
-    size_t max = argc > 1 ? parse(argv[1]) : (size_t)1 << 30;
+    size_t max = (size_t)1 << 30;
+    if (argc > 1 && !bench_size(argv[1], &max)) {
+        fprintf(stderr, "gpu-kernels: bad size '%s' (digits, then an optional K, M or G)\n", argv[1]);
+        return 2;
+    }
     struct cudaDeviceProp p;
     CK(cudaGetDeviceProperties(&p, 0));
     printf("# gpu-kernels: %s, %d SMs, L2 %d MiB\n", p.name, p.multiProcessorCount, p.l2CacheSize >> 20);

@@ -1,6 +1,6 @@
 /* size.h: the size argument of loom's bench programs, as nccl-tests writes it: digits,
- * then an optional K, M or G (powers of 1024). One parser for loom-perf and
- * cma-allgather. (The peer harnesses keep their own: they also take fractions.) */
+ * then an optional K, M or G (powers of 1024). One parser for loom-perf, the peer
+ * harnesses (mpi-perf, gloo-perf: C++ includes it too), cma-allgather and gpu-kernels. */
 #ifndef LOOM_BENCH_SIZE_H
 #define LOOM_BENCH_SIZE_H
 

@@ -35,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include "../size.h"   // relative: this target has no -Ibench (see meson.build)
+
 namespace {
 
 enum Coll { ALLREDUCE, ALLREDUCE_RING_CHUNKED, ALLGATHER, REDUCESCATTER, BROADCAST, NCOLL };
@@ -62,14 +64,9 @@ std::shared_ptr<gloo::Context> ctx;
 
 size_t parse_size(const char *s)
 {
-    char *end;
-    double v = std::strtod(s, &end);
-    if (end == s || v < 0) usage("bad size");
-    if (*end == 'K' || *end == 'k') v *= 1024, end++;
-    else if (*end == 'M' || *end == 'm') v *= 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g') v *= 1024.0 * 1024 * 1024, end++;
-    if (*end) usage("bad size");
-    return static_cast<size_t>(v);
+    size_t v;
+    if (!bench_size(s, &v)) usage("bad size (digits, then an optional K, M or G)");
+    return v;
 }
 
 void parse(int argc, char **argv)

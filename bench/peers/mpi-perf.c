@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../size.h"
+
 enum coll { C_ALLREDUCE, C_REDUCESCATTER, C_ALLGATHER, C_BROADCAST, NCOLL };
 static const char *coll_names[] = { "allreduce", "reducescatter", "allgather", "broadcast" };
 
@@ -65,14 +67,9 @@ static void usage(const char *why)
 
 static size_t parse_size(const char *s)
 {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0) usage("bad size");
-    if (*end == 'K' || *end == 'k') v *= 1024, end++;
-    else if (*end == 'M' || *end == 'm') v *= 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g') v *= 1024.0 * 1024 * 1024, end++;
-    if (*end) usage("bad size");
-    return (size_t)v;
+    size_t v;
+    if (!bench_size(s, &v)) usage("bad size (digits, then an optional K, M or G)");
+    return v;
 }
 
 static int find(const char *s, const char *const *names, int n)
