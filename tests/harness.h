@@ -5,6 +5,7 @@
 #ifndef LOOM_TEST_HARNESS_H
 #define LOOM_TEST_HARNESS_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "loom.h"
@@ -35,5 +36,9 @@ extern loom_id_t harness_id;
             loom_strerror(r_), loom_last_error(comm)); return 1; } } while (0)
 
 double harness_now(void);
+
+/* Word i of slot number s, for tests that move raw FIFO slots (test_staged,
+   test_handback): a misrouted, stale or reordered slot does not match. */
+static inline uint64_t harness_word(uint32_t s, size_t i) { return (uint64_t)s * 0x9e3779b97f4a7c15ull ^ i; }
 
 #endif

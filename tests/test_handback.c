@@ -24,8 +24,6 @@
 #include "harness.h"
 #include "transport.h"
 
-static uint64_t word(uint32_t slot, size_t i) { return (uint64_t)slot * 0x9e3779b97f4a7c15ull ^ i; }
-
 static void path(char *buf, size_t len, const char *what)
 {
     snprintf(buf, len, "/tmp/loom-handback-%d-%s", (int)getppid(), what);
@@ -51,7 +49,7 @@ static int fill(loom_comm_t comm, int rank)
             if (atomic_load(&f->ctrl->head) == h) break;
             continue;
         }
-        for (size_t i = 0; i < f->slot_bytes / 8; i++) ((uint64_t *)slot)[i] = word((uint32_t)posted, i);
+        for (size_t i = 0; i < f->slot_bytes / 8; i++) ((uint64_t *)slot)[i] = harness_word((uint32_t)posted, i);
         struct slot_meta m = { .bytes = (uint32_t)f->slot_bytes, .kind = 7, .count = (uint64_t)posted,
                                .seq = (uint32_t)posted, .root = -1 };
         fifo_post(f, &m);
@@ -84,7 +82,7 @@ static int drain(loom_comm_t comm, int rank, int n)
         }
         CHECK_EQ(m.seq, s);
         CHECK_EQ(m.bytes, f->slot_bytes);
-        for (size_t i = 0; i < f->slot_bytes / 8; i++) CHECK(((const uint64_t *)slot)[i] == word((uint32_t)s, i));
+        for (size_t i = 0; i < f->slot_bytes / 8; i++) CHECK(((const uint64_t *)slot)[i] == harness_word((uint32_t)s, i));
         fifo_release(f);
         progress_conn_moved(comm->prog, in);
         s++;

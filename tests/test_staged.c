@@ -23,8 +23,6 @@
 
 static int slots_to_move = 3000;
 
-static uint64_t word(uint32_t slot, size_t i) { return (uint64_t)slot * 0x9e3779b97f4a7c15ull ^ i; }
-
 static int host_allreduce(loom_comm_t comm, int rank, int n)
 {
     int32_t v[1000];
@@ -52,7 +50,7 @@ static int body(loom_comm_t comm, int rank, int n, void *arg)
             while (t - atomic_load_explicit(&f->ctrl->head, memory_order_acquire) >= f->nslots)
                 CHECK(harness_now() < deadline);
             uint64_t *d = (uint64_t *)(f->data + (size_t)(t & (f->nslots - 1)) * f->slot_bytes);
-            for (size_t i = 0; i < words; i++) d[i] = word(s, i);
+            for (size_t i = 0; i < words; i++) d[i] = harness_word(s, i);
             f->ctrl->meta[t & (f->nslots - 1)] = (struct slot_meta){ .bytes = (uint32_t)f->slot_bytes,
                                                                      .kind = 7, .count = s, .seq = s, .root = -1 };
             atomic_store_explicit(&f->ctrl->tail, t + 1, memory_order_release);
@@ -64,9 +62,9 @@ static int body(loom_comm_t comm, int rank, int n, void *arg)
             CHECK_EQ(m->seq, s);
             const uint64_t *d = (const uint64_t *)(f->data + (size_t)(h & (f->nslots - 1)) * f->slot_bytes);
             for (size_t i = 0; i < words; i++)
-                if (d[i] != word(s, i)) {
+                if (d[i] != harness_word(s, i)) {
                     fprintf(stderr, "rank 1: slot %u word %zu is %llx, want %llx\n", s, i,
-                            (unsigned long long)d[i], (unsigned long long)word(s, i));
+                            (unsigned long long)d[i], (unsigned long long)harness_word(s, i));
                     return 1;
                 }
             atomic_store_explicit(&f->ctrl->head, h + 1, memory_order_release);
