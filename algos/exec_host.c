@@ -22,16 +22,21 @@
 #include "reduce.h"
 
 #define SLEEP_SLICE_US 10000
-/* Single copy on shm: a 2-rank all-gather step of this many bytes hands over the
-   address of its block instead of copying it into the FIFO, and the peer copies straight
-   from this rank's buffer into its output with process_vm_readv (what Open MPI's vader
-   does above 4 KiB). Measured against the FIFO's two copies on this 2-core machine
-   (bench/RESULTS.md, 2026-12-02): the kernel's copy plus its page pinning wins from 32
-   KiB per rank (64 KiB all-gather 5.4-6.9 -> 4.8 us) and loses from 128 KiB, where the
-   FIFO's copies are cheaper than pinning. Not for broadcast: there the root only waits
-   while the receiver copies alone, and it measured no better (32-128 KiB). */
+/* Single copy on shm: a 2-rank all-gather of at least this many bytes per rank may hand
+   over the address of its block instead of copying it into the FIFO, and the peer copies
+   straight from this rank's buffer into its output with process_vm_readv (what Open
+   MPI's vader does above 4 KiB). Which way is cheaper is not fixed on a VM: with the two
+   vCPUs on near cores the FIFO's pipelined copies win from 128 KiB per rank (512 KiB
+   all-gather 23-25 us against 34-37), with them far apart (a cache line's round trip
+   300-400 ns instead of 55) copying into slots the other core just read slows 14x and
+   the FIFO's calls 4-6x (512 KiB 123-158 us), the single copy's mostly not (35-40 us
+   in 3 of 4 such episodes; bench/RESULTS.md, 2026-12-02). So the two ranks choose per call, alike, from what
+   their recent calls took each way (remote_choose). Below 32 KiB every slot's piece
+   would cost a system call of its own and the FIFO measured faster. Not for broadcast:
+   there the root only waits while the receiver copies alone, and it measured no better. */
 #define REMOTE_MIN_BYTES (32u << 10)
-#define REMOTE_MAX_BYTES (64u << 10)
+/* One eligible call in this many tries the way that measured dearer (costs change). */
+#define REMOTE_EXPLORE 32
 /* Output bytes (this rank's whole receive buffer) from which outputs stream. 8 MiB, not
    1: below it the output still fits this machine's L3 beside the FIFOs, and cached
    stores win (2-rank broadcast of 2 MiB: 7.1-8.0 GB/s streaming, 13.6-16.0 cached, 3
@@ -48,7 +53,14 @@ struct exec {
     uint64_t deadline;         /* set by the first wait that sleeps (0 before) */
     struct slot_meta meta;     /* what this operation's slots carry */
     bool stream_out;           /* output too big to stay cached: bypass the cache */
-    bool remote_ok;            /* steps may hand over addresses (REMOTE_MIN_BYTES)  */
+    int cost_class;            /* single copy: the call's size class, -1 when it is
+                                  not a candidate (REMOTE_MIN_BYTES)                 */
+    int way;                   /* how this call sends its blocks: -1 not chosen yet,
+                                  0 through the FIFO, 1 by address                 */
+    struct loom_conn *way_conn;      /* the link it chose for (its costs are kept there) */
+    struct loom_conn *got_conn;      /* where the peer's block came from, and how:    */
+    unsigned got;                    /* bit 0 through the FIFO, bit 1 by address      */
+    uint64_t start_ns;               /* when the call began, for its cost             */
     bool drive;                /* every host link is tcp and this thread moves their
                                   bytes itself (runtime/progress.c)                 */
     struct loom_conn *remote_conn;   /* where they went, and the tail after the     */
@@ -266,16 +278,94 @@ static loom_result_t check_meta(struct exec *x, struct loom_conn *conn, const st
 
 /* ---- single copy (shm, REMOTE_MIN_BYTES) ---- */
 
+static int cost_class(size_t bytes_per_rank)
+{
+    if (bytes_per_rank < REMOTE_MIN_BYTES) return -1;
+    int k = 0;
+    while (k < COST_CLASSES - 1 && bytes_per_rank >= (size_t)REMOTE_MIN_BYTES << (k + 1)) k++;
+    return k;
+}
+
+/* The lesser of two costs, 0 meaning not measured. */
+static uint32_t least(uint32_t a, uint32_t b) { return a && (a < b || !b) ? a : b; }
+
+bool remote_choose(uint64_t fifo, uint64_t remote, uint32_t call)
+{
+    if (call < 4) return call % 2 == 0;          /* two measurements of each way first */
+    if (remote == 0) return true;
+    if (fifo == 0) return false;
+    bool cheaper = remote < fifo;
+    /* the dearer way is tried less often the dearer it is: 1.5x or more, a quarter */
+    uint64_t lo = cheaper ? remote : fifo, hi = cheaper ? fifo : remote;
+    uint32_t every = hi / 3 < lo / 2 ? REMOTE_EXPLORE : 4 * REMOTE_EXPLORE;
+    return call % every == every - 1 ? !cheaper : cheaper;
+}
+
+/* What one way costs as both ranks measured it, each the lesser of its last two calls
+   (one call slowed by a preemption or a late peer does not flip the choice, a lasting
+   change does after two): the lesser again, as the rank that arrived last did not wait
+   for the other, so its time is the way's own. */
+static uint64_t cost_of(const struct fifo_ctrl *a, const struct fifo_ctrl *b, int k, int way)
+{
+    return least(atomic_load_explicit(&a->call_cost[k][way], memory_order_relaxed),
+                 atomic_load_explicit(&b->call_cost[k][way], memory_order_relaxed));
+}
+
+/* The end of a call that succeeded: the way it took and its time (ns per MiB of a rank's
+   block) into the chosen link's last two, the lesser published for both ranks; the
+   ways counted on both links (for tests and traces). */
+static void cost_fold(const struct exec *x)
+{
+    int k = x->cost_class;
+    if (x->way_conn && x->way >= 0) {
+        struct loom_conn *conn = x->way_conn;
+        uint64_t c = (net_now_ns() - x->start_ns) * (1u << 20) / (x->op->count * dtype_size(x->op->dt));
+        uint32_t *h = conn->cost[k][x->way];
+        h[0] = h[1];
+        h[1] = c == 0 ? 1 : c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
+        atomic_store_explicit(&conn->fifo.ctrl->call_cost[k][x->way], least(h[0], h[1]), memory_order_relaxed);
+        conn->way_calls[k][x->way]++;
+    }
+    for (int way = 0; way < 2 && x->got_conn; way++)
+        if (x->got & 1u << way) x->got_conn->way_calls[k][way]++;
+}
+
 /* May this step hand the peer its source's address? Only where the peer's step reads it
    into its output and the source stays unchanged to the end of the call (a 2-rank
-   all-gather's own block, in place or not), and the receiver said it can read this
-   process (transport.h, remote_read). Not with slots below REMOTE_MIN_BYTES either:
-   every slot's piece would cost the peer a system call of its own. */
-static bool remote_step(const struct exec *x, const struct step *st, const struct loom_conn *out)
+   all-gather's own block, in place or not), the receiver said it can read this process
+   (transport.h, remote_read), and, with LOOM_CMA=1, the costs say so. One choice per
+   call, the same on both ranks: the first to get here writes it where the other looks
+   (a rank sending by address while the other copies would serialise the call on the
+   copying one: measured 8.4 against 6.0-6.4 us at 32 KiB per rank). */
+static bool remote_step(struct exec *x, const struct step *st, struct loom_conn *out)
 {
-    return x->remote_ok && st->bytes >= REMOTE_MIN_BYTES && st->bytes <= REMOTE_MAX_BYTES &&
-           out->fifo.slot_bytes >= REMOTE_MIN_BYTES && out->fifo.lines &&
-           atomic_load_explicit(&out->fifo.ctrl->remote_read, memory_order_relaxed) == 1;
+    if (x->cost_class < 0 || st->bytes < REMOTE_MIN_BYTES || out->fifo.slot_bytes < REMOTE_MIN_BYTES ||
+        !out->fifo.lines || atomic_load_explicit(&out->fifo.ctrl->remote_read, memory_order_relaxed) != 1)
+        return false;
+    struct loom_conn *in;
+    if (x->way < 0 && comm_conn(x->c, out->peer, false, &in) == LOOM_SUCCESS) {
+        int k = x->cost_class;
+        struct fifo_ctrl *o = out->fifo.ctrl, *i = in->fifo.ctrl;
+        /* the lower rank's link carries the call's way: whoever comes first chooses */
+        _Atomic uint64_t *shared = x->c->rank < out->peer ? &o->way : &i->way;
+        uint64_t seen = atomic_load_explicit(shared, memory_order_acquire);
+        uint32_t call = out->cost_calls[k]++;
+        x->way_conn = out;
+        if (seen >> 1 == x->meta.seq) {
+            x->way = (int)(seen & 1);
+        } else {
+            uint64_t fifo = cost_of(o, i, k, 0), remote = cost_of(o, i, k, 1);
+            x->way = x->c->cfg.remote_read == 2 || remote_choose(fifo, remote, call);
+            if (!atomic_compare_exchange_strong_explicit(shared, &seen, (uint64_t)x->meta.seq << 1 | (uint64_t)x->way,
+                                                         memory_order_acq_rel, memory_order_acquire) &&
+                seen >> 1 == x->meta.seq)
+                x->way = (int)(seen & 1);            /* the peer chose meanwhile */
+            LOOM_TRACE(LOOM_SUB_COLL, "all-gather %u, class %d: %s (ns/MiB: through the FIFO %llu, by address %llu)",
+                       x->meta.seq, k, x->way ? "by address" : "through the FIFO", (unsigned long long)fifo,
+                       (unsigned long long)remote);
+        }
+    }
+    return x->way == 1;
 }
 
 /* Copy a remote slot's n bytes from the sender's buffer to dst. */
@@ -353,6 +443,10 @@ static loom_result_t run_step(struct exec *x, const struct step *st)
         if (in) {
             if ((r = wait_slot(x, in, false, n, &islot, &got)) != LOOM_SUCCESS) return r;
             if ((r = check_meta(x, in, &want, &got)) != LOOM_SUCCESS) return r;
+            if (x->cost_class >= 0 && st->bytes >= REMOTE_MIN_BYTES) {   /* counted: cost_fold */
+                x->got_conn = in;
+                x->got |= got.kind & SLOT_REMOTE ? 2u : 1u;
+            }
             if (got.kind & SLOT_REMOTE) {          /* the bytes are still in the sender */
                 char *to = st->prim == PRIM_RECV ? dst : fifo_recv_data(&in->fifo);
                 if ((r = remote_read(x, in, to, islot, n)) != LOOM_SUCCESS) return r;
@@ -505,7 +599,9 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
     size_t blocks = op->coll == COLL_ALLGATHER || op->coll == COLL_ALLTOALL ? (size_t)c->nranks : 1;
     x.stream_out = op->count * dtype_size(op->dt) * blocks >= STREAM_OUT_BYTES;
     call_meta(c, op, &x.meta);
-    x.remote_ok = c->nranks == 2 && op->coll == COLL_ALLGATHER;
+    x.cost_class = c->nranks == 2 && op->coll == COLL_ALLGATHER ? cost_class(op->count * dtype_size(op->dt)) : -1;
+    x.way = -1;
+    if (x.cost_class >= 0) x.start_ns = net_now_ns();
     /* One rank per host (or tcp forced): every host link is tcp, and this thread moves
        their bytes itself for the call (runtime/progress.c says why). */
     x.drive = c->nranks > 1 && (c->cfg.force == 2 || c->local_nranks == 1);
@@ -522,6 +618,7 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op)
         }
     }
     if (r == LOOM_SUCCESS && x.remote_conn) r = wait_remote_read(&x);
+    if (r == LOOM_SUCCESS && x.cost_class >= 0) cost_fold(&x);
     if (x.drive) progress_exec_end(c->prog);
     if (r == LOOM_SUCCESS && op->op == LOOM_AVG && c->nranks > 1) {
         if (op->coll == COLL_ALLREDUCE) reduce_div(op->recv, op->count, op->dt, c->nranks);

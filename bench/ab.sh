@@ -7,8 +7,9 @@
 #   bench/ab.sh [-n RANKS] [-p] [-b BUILD] ROUNDS "VERSION ..." -- LOOM-PERF-ARGS
 #
 # VERSION: a directory holding a libloom.so (loaded with LD_LIBRARY_PATH, the same
-# loom-perf binary), "cur" for BUILD's own, or "mpi" for bench/peers/mpi-perf under
-# mpirun. -p pins rank i to CPU i (RANKS at most the CPUs; mpirun --bind-to core),
+# loom-perf binary) or "cur" for BUILD's own, either optionally followed by
+# ":VAR=V;VAR=V" (settings for that version's ranks, as bench/net-ab takes them), or
+# "mpi" for bench/peers/mpi-perf under mpirun. -p pins rank i to CPU i (RANKS at most the CPUs; mpirun --bind-to core),
 # else ranks float (loomrun; mpirun --bind-to none). Times are loom-perf's
 # out-of-place column (in place for broadcast, as bench/compare reads it), in us.
 #   e.g. cp build/libloom.so /tmp/before/; (change, rebuild)
@@ -34,18 +35,20 @@ for ((r = 0; r < rounds; r++)); do
             rows=$(timeout 600 mpirun --allow-run-as-root --oversubscribe --bind-to $bind -np "$n" \
                    "$B/bench/mpi-perf" "$@" 2>&1 | grep -E '^ +[0-9]' || true)
         else
-            lib=$B; [ "$v" != cur ] && lib=$v
+            lib=${v%%:*} envs=()
+            [[ $v == *:* ]] && IFS=';' read -ra envs <<< "${v#*:}"
+            [ "$lib" = cur ] && lib=$B
             if [ $pin = 1 ]; then
                 port=$((port + 1))
                 for ((i = 1; i < n; i++)); do
-                    LD_LIBRARY_PATH=$lib LOOM_ROOT_ADDR=127.0.0.1:$port LOOM_RANK=$i LOOM_WORLD_SIZE=$n \
+                    env "${envs[@]}" LD_LIBRARY_PATH=$lib LOOM_ROOT_ADDR=127.0.0.1:$port LOOM_RANK=$i LOOM_WORLD_SIZE=$n \
                         timeout 600 taskset -c $i "$B/bench/loom-perf" "$@" > /dev/null 2>&1 &
                 done
-                rows=$(LD_LIBRARY_PATH=$lib LOOM_ROOT_ADDR=127.0.0.1:$port LOOM_RANK=0 LOOM_WORLD_SIZE=$n \
+                rows=$(env "${envs[@]}" LD_LIBRARY_PATH=$lib LOOM_ROOT_ADDR=127.0.0.1:$port LOOM_RANK=0 LOOM_WORLD_SIZE=$n \
                        timeout 600 taskset -c 0 "$B/bench/loom-perf" "$@" 2>&1 | grep -E '^ +[0-9]' || true)
                 wait
             else
-                rows=$(LD_LIBRARY_PATH=$lib timeout 600 "$B/tools/loomrun" -n "$n" "$B/bench/loom-perf" "$@" 2>&1 |
+                rows=$(env "${envs[@]}" LD_LIBRARY_PATH=$lib timeout 600 "$B/tools/loomrun" -n "$n" "$B/bench/loom-perf" "$@" 2>&1 |
                        grep -E '^\[0\] +[0-9]' | sed 's/^\[0\]//' || true)
             fi
         fi

@@ -189,7 +189,9 @@ static void read_config(struct loom_config *cfg)
     const char *t = loom_env_str("LOOM_TRANSPORT");
     cfg->force = strcmp(t, "tcp") == 0 ? 2 : strcmp(t, "shm") == 0 ? 1 : 0;
     if (t[0] && !cfg->force) LOOM_WARN(LOOM_SUB_ENV, "LOOM_TRANSPORT='%s' unknown (want shm or tcp); using auto", t);
-    cfg->remote_read = loom_env_int("LOOM_CMA") != 0;
+    int64_t cma = loom_env_int("LOOM_CMA");
+    cfg->remote_read = cma >= 0 && cma <= 2 ? (int)cma : 1;
+    if (cma != cfg->remote_read) LOOM_WARN(LOOM_SUB_ENV, "LOOM_CMA=%lld unknown (want 0, 1 or 2); using 1", (long long)cma);
     const char *a = loom_env_str("LOOM_ALGO");
     cfg->algo = strcmp(a, "ring") == 0 ? 1 : strcmp(a, "direct") == 0 ? 2 : 0;
     if (a[0] && !cfg->algo) LOOM_WARN(LOOM_SUB_ENV, "LOOM_ALGO='%s' unknown (want ring or direct); choosing by size", a);

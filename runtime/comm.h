@@ -24,8 +24,9 @@ struct loom_config {
     int64_t  heartbeat_ms;  /* control heartbeat interval                      */
     int      force;         /* 0 auto, 1 shm, 2 tcp                            */
     int      algo;          /* enum algo: LOOM_ALGO (all-reduce, RS, AG)      */
-    bool     remote_read;   /* LOOM_CMA: senders on this host may hand over
-                               addresses (process_vm_readv) instead of bytes  */
+    int      remote_read;   /* LOOM_CMA: may senders on this host hand over
+                               addresses (process_vm_readv) instead of bytes?
+                               0 never, 1 where it measures cheaper, 2 always */
 };
 
 struct loom_progress;

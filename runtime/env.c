@@ -51,9 +51,11 @@ static const struct loom_env_var table[] = {
     { "LOOM_ALGO", LOOM_ENV_STR, "",
       "all-reduce, reduce-scatter and all-gather algorithm: ring, direct (everyone to everyone, small messages) or empty = by size" },
     { "LOOM_CMA", LOOM_ENV_INT, "1",
-      "1: a 2-rank all-gather of 32K-64K per rank on one host reads the peer's block straight from its buffer "
-      "(process_vm_readv, one copy instead of two) where the kernel allows it; 0: always through the FIFO "
-      "(the receiver's setting holds for its links)" },
+      "2-rank all-gather on one host, from 32K per rank: hand the peer the block's address instead of its bytes "
+      "(it copies them with process_vm_readv, one copy instead of two) where the kernel allows it. 1: in the calls "
+      "where that measured cheaper (both ranks take the way their recent calls of that size took less time on, one "
+      "call in 32 trying the other); 2: always; 0: never (a receiver's 0 holds for its links). Set it alike on both "
+      "ranks: the first to choose decides a call" },
     { "LOOM_SPIN_US", LOOM_ENV_INT, "-1",
       "microseconds a waiter on a shared-memory link spins before it sleeps on a futex (tcp waits never spin); -1 = 50, yielding the core at every turn when local ranks outnumber cores" },
 

@@ -20,8 +20,13 @@
  *  256         4          attached     processes that mapped it (shm: 2nd unlinks)
  *  260         4          remote_read  shm: can the receiver read the sender's memory
  *                                      (process_vm_readv)? 0 not known yet, 1 yes, 2 no
- *  320         24*K       meta[K]      per slot: bytes, and the operation it belongs to
+ *  320         24*64      meta[64]     per slot: bytes, and the operation it belongs to
  *                                      (tcp; on shm the meta travels in the lines)
+ *  1856        4*2*12     call_cost    shm, a 2-rank all-gather (algos/exec_host.c,
+ *                                      "single copy"): what the sender's recent calls
+ *                                      took, by size class and way
+ *  1952        8          way          on the lower rank's link: the way both take in
+ *                                      call number seq, seq << 1 | way
  *  4096        K*S        slot data    slot i at 4096 + i*S, S = slot_bytes
  *  4096+K*S    1024*64    lines[64]    shm only: struct fifo_line, small slots inline
  * head and tail sit on different 128-byte lines (a GPU's L2 line; the device FIFOs
@@ -46,7 +51,7 @@
  * holds a struct slot_remote; the receiver copies the bytes straight out of the
  * sender's buffer with process_vm_readv (one copy instead of two, shm only, when the
  * receiver said remote_read = 1), and the sender keeps that buffer unchanged until
- * head has passed the slot (algos/exec_host.c decides when).
+ * head has passed the slot (algos/exec_host.c decides when, from read_cost).
  */
 #ifndef LOOM_TRANSPORT_H
 #define LOOM_TRANSPORT_H
@@ -60,6 +65,9 @@
 
 #define FIFO_MAX_SLOTS 64
 #define FIFO_DATA_OFFSET 4096
+/* Size classes of the single-copy choice: a call's bytes per rank, 32 KiB << class,
+   the last one open-ended (algos/exec_host.c). */
+#define COST_CLASSES 12
 
 /* What a slot belongs to: lets the receiver detect a peer that called a different
    collective, count, dtype, op or root (a user error NCCL would hang on). */
@@ -91,8 +99,16 @@ struct fifo_ctrl {
     _Atomic uint32_t remote_read;
     char pad2[56];
     struct slot_meta meta[FIFO_MAX_SLOTS];
+    /* The single-copy choice, written by the sender, read by both ranks: its calls'
+       cost, ns per MiB of its block, the lesser of the last two, [size class][way] (way
+       0 through the FIFO, 1 by address), 0 = not measured yet; and the way of the
+       current call (the first of the two ranks to choose writes it). */
+    _Atomic uint32_t call_cost[COST_CLASSES][2];
+    _Atomic uint64_t way;
 };
 _Static_assert(sizeof(struct fifo_ctrl) <= FIFO_DATA_OFFSET, "FIFO header too large");
+_Static_assert(offsetof(struct fifo_ctrl, call_cost) == 1856 && offsetof(struct fifo_ctrl, way) == 1952,
+               "FIFO header layout (the table above)");
 
 /* A small slot sent inline (shm): post number, meta and payload, first line first.
    1 KiB: 2-rank 256 B-1 KiB calls also gain from it (all-gather of 512 B 0.23 -> 0.20
@@ -221,6 +237,13 @@ struct loom_conn {
                                      staging of device buffers, runtime/cuda.c)  */
     _Atomic bool eof;             /* no more data will arrive (tcp: peer closed)  */
     _Atomic bool attached;        /* tcp: a socket carries this link              */
+    /* shm, the single-copy choice (algos/exec_host.c), on a sending link: the last two
+       costs of this rank's calls, ns per MiB, [class][way][older, newer] (the lesser is
+       published in call_cost), and its calls that could choose. On both: the calls
+       whose block went (sending) or came (receiving) each way. */
+    uint32_t cost[COST_CLASSES][2][2];
+    uint32_t cost_calls[COST_CLASSES];
+    uint32_t way_calls[COST_CLASSES][2];
     const struct loom_transport *tp;
     struct loom_comm *comm;
     void *priv;                   /* transport state                              */
