@@ -18,11 +18,12 @@ loom_result_t exec_host_run(struct loom_comm *c, const struct loom_op *op);
 void call_meta(struct loom_comm *c, const struct loom_op *op, struct slot_meta *m);
 /* The single-copy choice of a 2-rank all-gather on shm (exec_host.c, REMOTE_MIN_BYTES):
    does call number `call` of a size class hand over addresses? fifo and remote: what the
-   recent calls of the class took each way (ns per MiB of a block, 0 = not measured yet).
-   Each way is tried twice first, then the cheaper is taken, except one call in
-   REMOTE_EXPLORE which measures the other (one in 4 x REMOTE_EXPLORE when that costs
-   1.5x or more). */
-bool remote_choose(uint64_t fifo, uint64_t remote, uint32_t call);
+   recent calls of the class took each way (ns per MiB of a block, 0 = not measured yet);
+   prev: the way of the class's last call (0 FIFO, 1 by address, -1 none). Each way is
+   tried twice first; then the cheaper is taken, the last call's way until the other
+   costs 10 % less, except one call in REMOTE_EXPLORE which measures the other (one in
+   4 x REMOTE_EXPLORE when that costs 1.5x or more). */
+bool remote_choose(uint64_t fifo, uint64_t remote, int prev, uint32_t call);
 /* A peer's slot belongs to another call: comm_fail with both calls spelled out (where:
    "" or " on the GPU"). Returns LOOM_ERR_INVALID_ARGUMENT. */
 loom_result_t meta_mismatch(struct loom_comm *c, int peer, const struct slot_meta *want, const struct slot_meta *got,

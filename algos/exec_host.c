@@ -30,10 +30,11 @@
    all-gather 23-25 us against 34-37), with them far apart (a cache line's round trip
    300-400 ns instead of 55) copying into slots the other core just read slows 14x and
    the FIFO's calls 4-6x (512 KiB 123-158 us), the single copy's mostly not (35-40 us
-   in 3 of 4 such episodes; bench/RESULTS.md, 2026-12-02). So the two ranks choose per call, alike, from what
-   their recent calls took each way (remote_choose). Below 32 KiB every slot's piece
-   would cost a system call of its own and the FIFO measured faster. Not for broadcast:
-   there the root only waits while the receiver copies alone, and it measured no better. */
+   in 3 of 4 such episodes; bench/RESULTS.md, 2026-12-02). So the two ranks choose per
+   call, alike, from what their recent calls took each way (remote_choose). Below 32
+   KiB every slot's piece would cost a system call of its own and the FIFO measured
+   faster. Not for broadcast: there the root only waits while the receiver copies
+   alone, and it measured no better. */
 #define REMOTE_MIN_BYTES (32u << 10)
 /* One eligible call in this many tries the way that measured dearer (costs change). */
 #define REMOTE_EXPLORE 32
@@ -289,12 +290,17 @@ static int cost_class(size_t bytes_per_rank)
 /* The lesser of two costs, 0 meaning not measured. */
 static uint32_t least(uint32_t a, uint32_t b) { return a && (a < b || !b) ? a : b; }
 
-bool remote_choose(uint64_t fifo, uint64_t remote, uint32_t call)
+bool remote_choose(uint64_t fifo, uint64_t remote, int prev, uint32_t call)
 {
     if (call < 4) return call % 2 == 0;          /* two measurements of each way first */
     if (remote == 0) return true;
     if (fifo == 0) return false;
-    bool cheaper = remote < fifo;
+    /* the way of the class's last call holds until the other costs 10 % less: near
+       ties flipped about every other call (64 KiB per rank: 1223 calls one way, 979 the
+       other), and a switch has a price of its own. 2-rank all-gather of 64 and 128 KiB,
+       5 rounds each, medians without -> with: 7.04 -> 6.86 and 10.11 -> 9.95 us with
+       near vCPUs, 8.37 -> 5.98 and 10.47 -> 9.52 in a run with far episodes */
+    bool cheaper = prev == 1 ? fifo * 10 >= remote * 9 : prev == 0 ? remote * 10 < fifo * 9 : remote < fifo;
     /* the dearer way is tried less often the dearer it is: 1.5x or more, a quarter */
     uint64_t lo = cheaper ? remote : fifo, hi = cheaper ? fifo : remote;
     uint32_t every = hi / 3 < lo / 2 ? REMOTE_EXPLORE : 4 * REMOTE_EXPLORE;
@@ -325,6 +331,7 @@ static void cost_fold(const struct exec *x)
         h[1] = c == 0 ? 1 : c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
         atomic_store_explicit(&conn->fifo.ctrl->call_cost[k][x->way], least(h[0], h[1]), memory_order_relaxed);
         conn->way_calls[k][x->way]++;
+        conn->last_way[k] = (int8_t)x->way;
     }
     for (int way = 0; way < 2 && x->got_conn; way++)
         if (x->got & 1u << way) x->got_conn->way_calls[k][way]++;
@@ -355,7 +362,7 @@ static bool remote_step(struct exec *x, const struct step *st, struct loom_conn 
             x->way = (int)(seen & 1);
         } else {
             uint64_t fifo = cost_of(o, i, k, 0), remote = cost_of(o, i, k, 1);
-            x->way = x->c->cfg.remote_read == 2 || remote_choose(fifo, remote, call);
+            x->way = x->c->cfg.remote_read == 2 || remote_choose(fifo, remote, out->last_way[k], call);
             if (!atomic_compare_exchange_strong_explicit(shared, &seen, (uint64_t)x->meta.seq << 1 | (uint64_t)x->way,
                                                          memory_order_acq_rel, memory_order_acquire) &&
                 seen >> 1 == x->meta.seq)

@@ -144,6 +144,7 @@ loom_result_t conn_connect(struct loom_comm *c, int peer, bool is_send, bool dev
         } else {
             *conn = (struct loom_conn){ .peer = peer, .is_send = is_send, .dev = dev, .comm = c,
                                         .tp = dev ? &loom_transport_tcp : pick_transport(c, peer) };
+            memset(conn->last_way, -1, sizeof conn->last_way);
             r = is_send ? conn->tp->connect_send(conn, err, sizeof err)
                         : conn->tp->connect_recv(conn, err, sizeof err);
         }

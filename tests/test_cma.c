@@ -18,8 +18,8 @@
  * - A different count on the other rank, in the single-copy range, is refused as a
  *   mismatched all-gather, before anything is copied.
  * - remote_choose, the choice itself: two measurements of each way first, then the
- *   cheaper, one call in 32 the other (in 128 when it costs 1.5x or more); an
- *   unmeasured way is measured.
+ *   cheaper (the last call's way until the other costs 10 % less), one call in 32 the
+ *   other (in 128 when it costs 1.5x or more); an unmeasured way is measured.
  *
  *     test_cma on|off|always|mixed|choice     LOOM_CMA=1|0|2|rank 0 2, rank 1 1 (set
  *                                             here); choice: no ranks
@@ -140,21 +140,25 @@ static int choice(void)
 {
     int rank = -1;                                    /* for CHECK's message: no ranks */
     /* calls 0-3: by address, FIFO, by address, FIFO, whatever was measured */
-    for (uint32_t call = 0; call < 4; call++) CHECK_EQ(remote_choose(400, 1, call), call % 2 == 0);
+    for (uint32_t call = 0; call < 4; call++) CHECK_EQ(remote_choose(400, 1, 0, call), call % 2 == 0);
     /* then the cheaper, but one call in 32 measures the other way */
     int by_addr = 0, calls = 320;
-    for (uint32_t call = 4; call < 4 + (uint32_t)calls; call++) by_addr += remote_choose(400, 300, call);
+    for (uint32_t call = 4; call < 4 + (uint32_t)calls; call++) by_addr += remote_choose(400, 300, -1, call);
     CHECK_EQ(by_addr, calls - calls / 32);
     by_addr = 0;
-    for (uint32_t call = 4; call < 4 + (uint32_t)calls; call++) by_addr += remote_choose(400, 500, call);
+    for (uint32_t call = 4; call < 4 + (uint32_t)calls; call++) by_addr += remote_choose(400, 500, -1, call);
     CHECK_EQ(by_addr, calls / 32);
     by_addr = 0;                                      /* 2.5x dearer: one in 128 */
-    for (uint32_t call = 4; call < 4 + (uint32_t)calls; call++) by_addr += remote_choose(400, 1000, call);
+    for (uint32_t call = 4; call < 4 + (uint32_t)calls; call++) by_addr += remote_choose(400, 1000, -1, call);
     CHECK_EQ(by_addr, 2);
-    CHECK(!remote_choose(400, 400, 8));               /* a tie keeps the FIFO */
+    CHECK(!remote_choose(400, 400, -1, 8));           /* a tie keeps the FIFO */
+    /* the last call's way holds until the other costs 10 % less */
+    CHECK(remote_choose(400, 430, 1, 8) && remote_choose(400, 444, 1, 8) && !remote_choose(400, 445, 1, 8));
+    CHECK(!remote_choose(400, 370, 0, 8) && !remote_choose(400, 360, 0, 8) && remote_choose(400, 359, 0, 8));
+    CHECK(!remote_choose(400, 300, 0, 31) && remote_choose(400, 500, 1, 31));   /* the other, measured */
     /* a way not measured yet (a cost published late): measure it */
-    CHECK(remote_choose(400, 0, 8) && !remote_choose(0, 1, 8));
-    CHECK(remote_choose(UINT64_MAX, UINT64_MAX - 1, 8));
+    CHECK(remote_choose(400, 0, 0, 8) && !remote_choose(0, 1, 1, 8));
+    CHECK(remote_choose(UINT64_MAX / 16, UINT64_MAX / 16 - 1, -1, 8));
     printf("remote_choose: as specified\n");
     return 0;
 }

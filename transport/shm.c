@@ -86,6 +86,12 @@ static void shm_close(struct loom_conn *c)
 {
     struct shm_priv *sp = c->priv;
     if (sp == NULL) return;
+    for (int k = 0; k < COST_CLASSES && c->is_send && c->fifo.ctrl; k++)   /* algos/exec_host.c */
+        if (c->way_calls[k][0] + c->way_calls[k][1])
+            LOOM_TRACE(LOOM_SUB_SHM, "2-rank all-gathers of %u KiB per rank and up to rank %d: %u through the FIFO "
+                       "(%u ns/MiB), %u by address (%u ns/MiB)", 32u << k, c->peer, c->way_calls[k][0],
+                       atomic_load(&c->fifo.ctrl->call_cost[k][0]), c->way_calls[k][1],
+                       atomic_load(&c->fifo.ctrl->call_cost[k][1]));
     if (c->fifo.ctrl) munmap(c->fifo.ctrl, c->fifo.map_bytes);
     shm_unlink(sp->name);   /* ENOENT when the peer already did: fine */
     free(sp);
