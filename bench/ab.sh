@@ -4,20 +4,23 @@
 # the order given; the medians and every value follow. On this noisy 2-core machine a
 # difference counts only when it holds across rounds and both orders.
 #
-#   bench/ab.sh [-n RANKS] [-p] [-b BUILD] ROUNDS "VERSION ..." -- LOOM-PERF-ARGS
+#   bench/ab.sh [-n RANKS] [-p] [-b BUILD] [-s SHIFT] ROUNDS "VERSION ..." -- LOOM-PERF-ARGS
 #
 # VERSION: a directory holding a libloom.so (loaded with LD_LIBRARY_PATH, the same
 # loom-perf binary) or "cur" for BUILD's own, either optionally followed by
 # ":VAR=V;VAR=V" (settings for that version's ranks, as bench/net-ab takes them), or
 # "mpi" for bench/peers/mpi-perf under mpirun. -p pins rank i to CPU i (RANKS at most the CPUs; mpirun --bind-to core),
-# else ranks float (loomrun; mpirun --bind-to none). Times are loom-perf's
+# else ranks float (loomrun; mpirun --bind-to none). -s: round r starts with version
+# (SHIFT + r) mod the number of versions and goes on in order (default: every round in
+# the order given); bench/when-far's runs pass their count so that no version always
+# runs first in an episode. Times are loom-perf's
 # out-of-place column (in place for broadcast, as bench/compare reads it), in us.
 #   e.g. cp build/libloom.so /tmp/before/; (change, rebuild)
 #        bench/ab.sh -p 8 "/tmp/before cur mpi" -- -o broadcast -b 8 -e 32 -f 4 -n 100000 -w 5000
 set -euo pipefail
-n=2 pin=0 B=build
-while getopts "n:pb:" o; do
-    case $o in n) n=$OPTARG ;; p) pin=1 ;; b) B=$OPTARG ;; *) exit 2 ;; esac
+n=2 pin=0 B=build shift0=
+while getopts "n:pb:s:" o; do
+    case $o in n) n=$OPTARG ;; p) pin=1 ;; b) B=$OPTARG ;; s) shift0=$OPTARG ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 [ $# -ge 3 ] && [ "$3" = "--" ] || { sed -n 7p "$0"; exit 2; }
@@ -28,8 +31,14 @@ case " $* " in *" -o broadcast "*) col=10 ;; esac
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 port=$((30000 + $$ % 20000))
+read -ra all <<< "$versions"
 for ((r = 0; r < rounds; r++)); do
-    for v in $versions; do
+    order=("${all[@]}")
+    if [ -n "$shift0" ]; then
+        k=$(( (shift0 + r) % ${#all[@]} ))
+        order=("${all[@]:k}" "${all[@]:0:k}")
+    fi
+    for v in "${order[@]}"; do
         if [ "$v" = mpi ]; then
             bind=none; [ $pin = 1 ] && bind=core
             rows=$(timeout 600 mpirun --allow-run-as-root --oversubscribe --bind-to $bind -np "$n" \
