@@ -51,7 +51,7 @@
  * holds a struct slot_remote; the receiver copies the bytes straight out of the
  * sender's buffer with process_vm_readv (one copy instead of two, shm only, when the
  * receiver said remote_read = 1), and the sender keeps that buffer unchanged until
- * head has passed the slot (algos/exec_host.c decides when, from read_cost).
+ * head has passed the slot (algos/exec_host.c decides when, from call_cost).
  */
 #ifndef LOOM_TRANSPORT_H
 #define LOOM_TRANSPORT_H
