@@ -3,9 +3,10 @@
  * other side said it is asleep; the sleeper registers first, then re-checks, then
  * sleeps, so a wake cannot be lost (both sides use sequentially consistent atomics).
  * Futexes are not FUTEX_PRIVATE: the counters live in memory shared by processes.
- * Each side also notes the CPU it posted or released on (sched_getcpu reads the rseq
- * area: a few ns), in the line it writes anyway, so a long waiter can tell whether the
- * rank it waits for last ran on its own CPU (algos/exec_host.c, spin_again). */
+ * On shm each side also notes the CPU it posted or released on (sched_getcpu reads the
+ * rseq area: a few ns), in the line it writes anyway, so a long waiter can tell whether
+ * the rank it waits for last ran on its own CPU (algos/exec_host.c, spin_again); waits
+ * on a tcp FIFO never spin, so its notes would go unread. */
 #include "transport.h"
 
 #include <limits.h>
@@ -41,7 +42,7 @@ void fifo_post(struct fifo *f, const struct slot_meta *m)
     } else {
         f->ctrl->meta[i] = *m;
     }
-    atomic_store_explicit(&f->ctrl->tx_cpu, sched_getcpu() + 1, memory_order_relaxed);  /* tail's line */
+    if (f->lines) atomic_store_explicit(&f->ctrl->tx_cpu, sched_getcpu() + 1, memory_order_relaxed);  /* tail's line */
     atomic_store(&f->ctrl->tail, t + 1);            /* seq_cst: orders the load below */
     if (atomic_load(&f->ctrl->rx_sleepers)) futex_wake(&f->ctrl->tail);
 }
@@ -50,7 +51,7 @@ void fifo_release(struct fifo *f)
 {
     uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_relaxed);
     f->posts++;
-    atomic_store_explicit(&f->ctrl->rx_cpu, sched_getcpu() + 1, memory_order_relaxed);  /* head's line */
+    if (f->lines) atomic_store_explicit(&f->ctrl->rx_cpu, sched_getcpu() + 1, memory_order_relaxed);  /* head's line */
     atomic_store(&f->ctrl->head, h + 1);
     if (atomic_load(&f->ctrl->tx_sleepers)) futex_wake(&f->ctrl->head);
 }

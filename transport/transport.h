@@ -13,10 +13,10 @@
  *  offset      size       field
  *  0           4          tail         slots posted by the sender (wrapping u32)
  *  4           4          rx_sleepers  receivers asleep on tail (futex)
- *  8           4          tx_cpu       host: 1 + the CPU the sender last posted on
+ *  8           4          tx_cpu       shm: 1 + the CPU the sender last posted on
  *  128         4          head         slots consumed by the receiver (wrapping u32)
  *  132         4          tx_sleepers  senders asleep on head (futex)
- *  136         4          rx_cpu       host: 1 + the CPU the receiver last released on
+ *  136         4          rx_cpu       shm: 1 + the CPU the receiver last released on
  *  256         4          attached     processes that mapped it (shm: 2nd unlinks)
  *  260         4          remote_read  shm: can the receiver read the sender's memory
  *                                      (process_vm_readv)? 0 not known yet, 1 yes, 2 no
