@@ -37,9 +37,11 @@ demo: build
 	tools/pipeline-timeline $(BUILD)/demo-trace.json -o $(BUILD)/demo-pipeline.svg
 
 # loom vs Open MPI vs Gloo: on this host vs memcpy, and on 4 netns hosts over links shaped
-# to 1 and 4 Gbit/s (root) vs the link rate (bench/compare; CSV and PNGs in bench/results/)
+# to 1 and 4 Gbit/s (root) vs the link rate (bench/compare; CSV and PNGs in bench/results/).
+# 5 repetitions, not compare's default 3: on this VM a median of 3 is moved by two
+# repetitions in a far-vCPU episode (bench/RESULTS.md, 2026-12-02); about 18 minutes.
 bench: build
-	bench/compare --build $(BUILD)
+	bench/compare --reps 5 --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
