@@ -356,7 +356,7 @@ static bool remote_step(struct exec *x, const struct step *st, struct loom_conn 
         /* the lower rank's link carries the call's way: whoever comes first chooses */
         _Atomic uint64_t *shared = x->c->rank < out->peer ? &o->way : &i->way;
         uint64_t seen = atomic_load_explicit(shared, memory_order_acquire);
-        uint32_t call = out->cost_calls[k]++;
+        uint32_t call = out->way_calls[k][0] + out->way_calls[k][1];   /* calls of the class so far */
         x->way_conn = out;
         if (seen >> 1 == x->meta.seq) {
             x->way = (int)(seen & 1);

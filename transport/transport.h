@@ -239,10 +239,10 @@ struct loom_conn {
     _Atomic bool attached;        /* tcp: a socket carries this link              */
     /* shm, the single-copy choice (algos/exec_host.c), on a sending link: the last two
        costs of this rank's calls, ns per MiB, [class][way][older, newer] (the lesser is
-       published in call_cost), its calls that could choose and the last one's way. On
-       both: the calls whose block went (sending) or came (receiving) each way. */
+       published in call_cost) and the last call's way. On both: the calls whose block
+       went (sending) or came (receiving) each way; on a sending link their sum is the
+       number of the class's next call, which remote_choose's schedule counts. */
     uint32_t cost[COST_CLASSES][2][2];
-    uint32_t cost_calls[COST_CLASSES];
     uint32_t way_calls[COST_CLASSES][2];
     int8_t last_way[COST_CLASSES];      /* sending: the way of the class's last call,
                                            -1 none yet (set where the link is made) */
