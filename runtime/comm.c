@@ -16,8 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "bootstrap.h"
 #include "comm.h"
+#include "gate.h"
 #include "gpu.h"
 #include "env.h"
 #include "exec_cuda.h"
@@ -30,9 +32,8 @@ loom_result_t loom_get_id(loom_id_t *id)
     if (id == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_get_id: id is NULL");
     struct boot_id b = { .magic = BOOT_ID_MAGIC, .version = 1 };
     char err[256], ifname[64];
-    loom_result_t r = boot_random(b.secret, sizeof b.secret);
-    if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_get_id: getrandom failed");
-    r = net_pick_interface(&b.root, ifname, sizeof ifname, err, sizeof err);
+    if (!auth_random(b.secret, sizeof b.secret)) return loom_set_error(NULL, LOOM_ERR_SYSTEM, "loom_get_id: getrandom failed");
+    loom_result_t r = net_pick_interface(&b.root, ifname, sizeof ifname, err, sizeof err);
     if (r == LOOM_SUCCESS) r = boot_root_start(&b, loom_env_int("LOOM_TIMEOUT_MS"), err, sizeof err);
     if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_get_id: %s", err);
     boot_id_pack(id, &b);
@@ -101,7 +102,9 @@ void comm_unref(struct loom_comm *c)
     free((void *)c->send);
     free((void *)c->recv);
     free((void *)c->peer_gone);
+    free((void *)c->links_to);
     pthread_mutex_destroy(&c->conn_lock);
+    pthread_mutex_destroy(&c->shm_lock);
     pthread_mutex_destroy(&c->err_lock);
     pthread_mutex_destroy(&c->order_lock);
     pthread_cond_destroy(&c->order_cv);
@@ -116,7 +119,7 @@ void comm_peer_name(const struct loom_comm *c, int peer, char *buf, size_t len)
         snprintf(buf, len, "rank %d", peer);
 }
 
-static const struct loom_transport *pick_transport(struct loom_comm *c, int peer)
+const struct loom_transport *comm_link_transport(const struct loom_comm *c, int peer)
 {
     const struct loom_peer_info *me = &c->peers[c->rank], *p = &c->peers[peer];
     if (c->cfg.force == 2) return &loom_transport_tcp;
@@ -143,7 +146,7 @@ loom_result_t conn_connect(struct loom_comm *c, int peer, bool is_send, bool dev
             snprintf(err, sizeof err, "out of memory");
         } else {
             *conn = (struct loom_conn){ .peer = peer, .is_send = is_send, .dev = dev, .comm = c,
-                                        .tp = dev ? &loom_transport_tcp : pick_transport(c, peer) };
+                                        .tp = dev ? &loom_transport_tcp : comm_link_transport(c, peer) };
             memset(conn->last_way, -1, sizeof conn->last_way);
             r = is_send ? conn->tp->connect_send(conn, err, sizeof err)
                         : conn->tp->connect_recv(conn, err, sizeof err);
@@ -175,6 +178,33 @@ loom_result_t conn_connect(struct loom_comm *c, int peer, bool is_send, bool dev
 loom_result_t comm_dev_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out)
 {
     return conn_connect(c, peer, is_send, true, out);
+}
+
+loom_result_t comm_dial(struct loom_comm *c, int peer, uint32_t kind, uint64_t deadline_ns, int *fd_out,
+                        char *err, size_t errlen)
+{
+    const struct loom_addr *to = kind == CONN_CTRL && comm_local(c, peer) ? &c->peers[peer].uaddr
+                                                                          : &c->peers[peer].addr;
+    char why[256] = "", as[80];
+    loom_result_t r;
+    /* A gate drops a connection that waits behind a crowd of strangers: try again. */
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        int fd;
+        r = net_connect(to, deadline_ns, false, &fd, why, sizeof why);
+        if (r != LOOM_SUCCESS) break;
+        struct gate_hello h = { .kind = kind, .src = c->rank, .dst = peer, .nranks = c->nranks };
+        r = gate_handshake(fd, c->key, sizeof c->key, &h, NULL, deadline_ns, why, sizeof why);
+        if (r == LOOM_SUCCESS) {
+            *fd_out = fd;
+            return LOOM_SUCCESS;
+        }
+        close(fd);
+        if (r != LOOM_ERR_REMOTE || net_ms_left(deadline_ns) == 0) break;
+        usleep(5000);
+    }
+    net_addr_str(to, as, sizeof as);
+    snprintf(err, errlen, "%s: %s", as, why);
+    return r;
 }
 
 /* ---- init ---- */
@@ -216,6 +246,13 @@ static uint32_t geometry_slot_bytes(const char *name, int64_t lo)
     return (uint32_t)(b / 64 * 64);
 }
 
+static void close_listeners(struct loom_comm *c)
+{
+    if (c->tcp_fd >= 0) close(c->tcp_fd);
+    if (c->unix_fd >= 0) close(c->unix_fd);
+    c->tcp_fd = c->unix_fd = -1;
+}
+
 static void teardown(struct loom_comm *c, bool orderly)
 {
     /* Kernels first: one on a staged link needs the progress thread until it ends
@@ -227,8 +264,54 @@ static void teardown(struct loom_comm *c, bool orderly)
         if (s) { s->tp->close(s); free(s); }
         if (v) { v->tp->close(v); free(v); }
     }
-    if (c->listen_fd >= 0) close(c->listen_fd);
-    c->listen_fd = -1;
+    shm_release(c);
+    close_listeners(c);
+}
+
+/* The comm's key, from the id's secret and the rendezvous' fresh session: a reused
+   id still gives every communicator a key of its own. The tag names segments in
+   /dev/shm, which every local user can list: derived, so it tells nothing of the key. */
+static void derive_key(struct loom_comm *c, const uint8_t *secret, const uint8_t *session)
+{
+    static const char label[] = "loom comm", tag_label[] = "loom tag";
+    const void *p[] = { label, session };
+    size_t l[] = { sizeof label - 1, 16 };
+    hmac_sha256(secret, 16, 2, p, l, c->key);
+    uint8_t t[SHA256_BYTES];
+    const void *tp[] = { tag_label };
+    size_t tl[] = { sizeof tag_label - 1 };
+    hmac_sha256(c->key, sizeof c->key, 1, tp, tl, t);
+    for (int i = 0; i < 8; i++) snprintf(c->tag + 2 * i, 3, "%02x", t[i]);
+}
+
+/* After the rendezvous: listen on tcp only where a peer needs it (one on another host,
+   or tcp forced); the unix listener only where a peer shares this host. */
+static loom_result_t open_listeners(struct loom_comm *c, char *err, size_t errlen)
+{
+    bool remote = false;
+    for (int i = 0; i < c->nranks; i++)
+        if (!comm_local(c, i)) {
+            remote = true;
+            if (net_is_loopback(&c->peers[c->rank].addr)) {
+                char as[80];
+                net_addr_str(&c->peers[c->rank].addr, as, sizeof as);
+                snprintf(err, errlen, "this rank would talk to rank %d on another host (%s) from a loopback address "
+                         "(%s): choose an interface with LOOM_SOCKET_IFNAME", i, c->peers[i].host, as);
+                return LOOM_ERR_INVALID_USAGE;
+            }
+        }
+    if (remote || c->cfg.force == 2) {
+        loom_result_t r = net_listen_on(c->tcp_fd, err, errlen);
+        if (r != LOOM_SUCCESS) return r;
+    } else {
+        close(c->tcp_fd);
+        c->tcp_fd = -1;
+    }
+    if (c->local_nranks == 1) {
+        close(c->unix_fd);
+        c->unix_fd = -1;
+    }
+    return LOOM_SUCCESS;
 }
 
 static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot_id *b, int rank)
@@ -238,22 +321,22 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     if (c == NULL) return loom_set_error(NULL, LOOM_ERR_SYSTEM, "loom_comm_init: out of memory");
     c->rank = rank;
     c->nranks = nranks;
-    c->listen_fd = -1;
+    c->tcp_fd = c->unix_fd = -1;
     c->refs = 1;
     pthread_mutex_init(&c->conn_lock, NULL);
+    pthread_mutex_init(&c->shm_lock, NULL);
     pthread_mutex_init(&c->err_lock, NULL);
     pthread_mutex_init(&c->order_lock, NULL);
     pthread_cond_init(&c->order_cv, NULL);
-    memcpy(c->secret, b->secret, 16);
-    for (int i = 0; i < 8; i++) snprintf(c->tag + 2 * i, 3, "%02x", b->secret[i]);
     c->peers = calloc((size_t)nranks, sizeof *c->peers);
     c->send = calloc(2 * (size_t)nranks, sizeof *c->send);
     c->recv = calloc(2 * (size_t)nranks, sizeof *c->recv);
     c->peer_gone = calloc((size_t)nranks, sizeof *c->peer_gone);
+    c->links_to = calloc((size_t)nranks, sizeof *c->links_to);
     loom_log_set_rank(rank);
     read_config(&c->cfg);
     loom_result_t r = LOOM_ERR_SYSTEM;
-    if (!c->peers || !c->send || !c->recv || !c->peer_gone) {
+    if (!c->peers || !c->send || !c->recv || !c->peer_gone || !c->links_to) {
         snprintf(err, sizeof err, "out of memory");
         goto out_free;
     }
@@ -268,19 +351,29 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     me.cuda_nslots = geometry_nslots("LOOM_CUDA_NSLOTS", CUDA_MAX_SLOTS);
     me.cuda_slot_bytes = geometry_slot_bytes("LOOM_CUDA_SLOT_BYTES", 4096);
     me.transport = c->cfg.force;
-    me.probe_addr = (uint64_t)(uintptr_t)c->secret;
+    me.probe_addr = (uint64_t)(uintptr_t)c->key;
     const char *proto = loom_env_str("LOOM_PROTO");
     me.cuda_proto = strcmp(proto, "simple") == 0 ? PROTO_SIMPLE : strcmp(proto, "ll") == 0 ? PROTO_LL : -1;
     if (proto[0] && me.cuda_proto < 0)
         LOOM_WARN(LOOM_SUB_ENV, "LOOM_PROTO='%s' unknown (want simple or ll); choosing by size", proto);
+    /* The tcp port is taken now (its address goes in the table) but not listened on
+       until the table says a peer needs it; the unix listener has a random name that
+       only the table tells. */
     r = net_pick_interface(&me.addr, ifname, sizeof ifname, err, sizeof err);
-    if (r == LOOM_SUCCESS) r = net_listen(&me.addr, &c->listen_fd, err, sizeof err);
-    if (r != LOOM_SUCCESS) goto out_free;
-    uint64_t deadline = net_deadline(c->cfg.timeout_ms);
-    r = boot_join(b, nranks, rank, &me, c->peers, deadline, err, sizeof err);
+    if (r == LOOM_SUCCESS) r = net_bind(&me.addr, &c->tcp_fd, err, sizeof err);
+    if (r == LOOM_SUCCESS && !net_unix_addr(&me.uaddr)) {
+        snprintf(err, sizeof err, "getrandom failed");
+        r = LOOM_ERR_SYSTEM;
+    }
+    if (r == LOOM_SUCCESS) r = net_listen(&me.uaddr, &c->unix_fd, err, sizeof err);
     if (r != LOOM_SUCCESS) goto out_close;
+    uint64_t deadline = net_deadline(c->cfg.timeout_ms);
+    struct boot_join join;
+    r = boot_join(b, nranks, rank, &me, c->peers, &join, deadline, err, sizeof err);
+    if (r != LOOM_SUCCESS) goto out_close;
+    derive_key(c, b->secret, join.session);
 
-    for (int i = 0; i < nranks; i++) c->local_nranks += c->peers[i].host_id == me.host_id;
+    for (int i = 0; i < nranks; i++) c->local_nranks += comm_local(c, i);
     /* Waits spin (cfg.spin_ns, 50 us by default). When local ranks outnumber cores the
        spin yields the core at every turn, so the peer it waits for runs at once: 4 ranks
        on 2 cores, 8-byte all-reduce 24 us sleeping at once, 5.3 us yield-spinning; 8
@@ -294,20 +387,24 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     c->cfg.force = c->peers[0].transport;
     if (c->cfg.force == 1)
         for (int i = 0; i < nranks; i++)
-            if (c->peers[i].host_id != me.host_id) {
+            if (!comm_local(c, i)) {
                 snprintf(err, sizeof err, "LOOM_TRANSPORT=shm but rank %d is on another host (%s)", i,
                          c->peers[i].host);
                 r = LOOM_ERR_INVALID_USAGE;
-                goto out_close;
             }
+    if (r == LOOM_SUCCESS) r = open_listeners(c, err, sizeof err);
+    if (r == LOOM_SUCCESS) r = boot_ready(&join, deadline, err, sizeof err);
+    boot_leave(&join);
+    if (r != LOOM_SUCCESS) goto out_close;
 
     r = progress_start(c, err, sizeof err);
     if (r == LOOM_SUCCESS) r = progress_wait_mesh(c, deadline, err, sizeof err);
     if (r != LOOM_SUCCESS) goto out_teardown;
     char as[80];
-    net_addr_str(&me.addr, as, sizeof as);
-    LOOM_INFO(LOOM_SUB_INIT, "rank %d of %d ready: %s on %s, %d local ranks, FIFO %u x %zu bytes", rank,
-              nranks, as, ifname, c->local_nranks, c->cfg.nslots, c->cfg.slot_bytes);
+    net_addr_str(c->tcp_fd >= 0 ? &me.addr : &me.uaddr, as, sizeof as);
+    LOOM_INFO(LOOM_SUB_INIT, "rank %d of %d ready: listening on %s%s%s, %d local ranks, FIFO %u x %zu bytes", rank,
+              nranks, as, c->tcp_fd >= 0 ? " on " : "", c->tcp_fd >= 0 ? ifname : "", c->local_nranks,
+              c->cfg.nslots, c->cfg.slot_bytes);
     *out = c;
     return LOOM_SUCCESS;
 
@@ -315,7 +412,7 @@ out_teardown:
     teardown(c, false);
     goto out_free;
 out_close:
-    close(c->listen_fd);
+    close_listeners(c);
 out_free:
     loom_set_error(NULL, r, "loom_comm_init (rank %d of %d): %s", rank, nranks, err);
     comm_unref(c);

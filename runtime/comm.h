@@ -30,16 +30,26 @@ struct loom_config {
 };
 
 struct loom_progress;
+struct shm_made;
 
 struct loom_comm {
     /* ---- set at init, read-only afterwards ---- */
     int rank, nranks;
     struct loom_peer_info *peers;   /* (nranks); peers[rank] is this process       */
-    uint8_t secret[16];             /* from the id: every connection presents it   */
-    char tag[17];                   /* hex of secret[0..7]: names shm segments     */
+    uint8_t key[32];                /* HMAC(id secret, session): every connection
+                                       between ranks proves it holds this (gate.h) */
+    char tag[17];                   /* 16 hex digits derived from key: names the
+                                       device links' shm segments (cuda_ipc.c)     */
     struct loom_config cfg;
     int local_nranks;               /* ranks on this host (incl. me)               */
-    int listen_fd;                  /* control and tcp data connections arrive here */
+    int tcp_fd;                     /* listener for peers on other hosts (and tcp
+                                       data links when forced), -1 if none need it  */
+    int unix_fd;                    /* listener for peers on this host, -1 if none */
+    _Atomic int *links_to;          /* (nranks) tcp data links I opened to peer r:
+                                       my BYE tells r, so it waits for them all    */
+    pthread_mutex_t shm_lock;       /* shm_made (transport/shm.c)                  */
+    struct shm_made *shm_made;      /* (2 nranks) FIFOs this rank made for shm
+                                       links with higher ranks                      */
     struct loom_progress *prog;
 
     /* ---- connections, created on first use (conn_lock) ---- */
@@ -106,6 +116,15 @@ static inline loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_sen
 loom_result_t comm_dev_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out);
 /* "rank 3 (host pid 1234)" */
 void comm_peer_name(const struct loom_comm *c, int peer, char *buf, size_t len);
+/* The transport of the host-buffer link with peer (both ends pick the same). */
+const struct loom_transport *comm_link_transport(const struct loom_comm *c, int peer);
+/* Is rank r on this host (shared memory, unix sockets)? */
+static inline bool comm_local(const struct loom_comm *c, int r) { return c->peers[r].host_id == c->peers[c->rank].host_id; }
+/* Open a connection of kind (CONN_CTRL, CONN_DATA, CONN_DATA_DEV, gate.h) to peer and
+   pass its gate, within the deadline. Control connections to peers on this host use
+   their unix listener. A refused connection means the peer is gone (LOOM_ERR_REMOTE). */
+loom_result_t comm_dial(struct loom_comm *c, int peer, uint32_t kind, uint64_t deadline_ns, int *fd,
+                        char *err, size_t errlen);
 
 /* ---- error.c ---- */
 /* Break the communicator: the first failure wins and is logged; later calls return
@@ -133,15 +152,20 @@ void progress_conn_moved(struct loom_progress *p, struct loom_conn *conn);
 /* The executor waits on a link it drives: move every host link's bytes and, if none
    moved, sleep until a socket is ready or timeout_ms pass. Callers re-check. */
 void progress_drive(struct loom_progress *p, int timeout_ms);
-/* Hand a connected tcp connection to the thread. */
+/* Hand a tcp link to the thread. A receiving one gets its socket here if it came
+   before the link was made. */
 void progress_add_conn(struct loom_progress *p, struct loom_conn *conn);
+/* shm links (transport/shm.c) between this rank and a peer on this host: hand the
+   peer the memfd of the link whose sender is link_src (the thread sends it over the
+   control socket and closes it), or take the one the peer hands over, asking for it
+   first if it has not come (bounded by the deadline and by the comm's failure). */
+void progress_fd_offer(struct loom_progress *p, int peer, int link_src, int fd);
+loom_result_t progress_fd_take(struct loom_progress *p, int peer, int link_src, uint64_t deadline_ns, int *fd,
+                               char *err, size_t errlen);
 /* Ask the thread to send ABORT with the comm's error to every peer. */
 void progress_tell_peers(struct loom_progress *p);
 /* Append "rank 2 (host pid 9) silent for 3.1 s" for peers not heard from lately. */
 void progress_silence_report(struct loom_progress *p, char *buf, size_t len);
-/* Send the rank-to-rank handshake (struct conn_hello) on a fresh connection. */
-loom_result_t progress_send_hello(struct loom_comm *c, int fd, uint32_t kind, int dst,
-                                  uint64_t deadline_ns);
 /* Stop the thread. orderly: flush tcp sends and say BYE first (bounded). */
 void progress_stop(struct loom_progress *p, bool orderly);
 

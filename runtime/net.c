@@ -11,12 +11,15 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "env.h"
 #include "log.h"
 
@@ -55,10 +58,19 @@ void net_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *lock, int ms)
 
 /* ---- addresses ---- */
 
+/* "loom-" and 32 hex digits, after the leading NUL of an abstract name */
+#define UNIX_NAME_LEN 37
+
 void net_addr_to_sockaddr(const struct loom_addr *a, struct sockaddr_storage *ss, socklen_t *len)
 {
     memset(ss, 0, sizeof *ss);
-    if (a->family == 6) {
+    if (a->family == NET_UNIX) {
+        struct sockaddr_un *su = (struct sockaddr_un *)ss;
+        su->sun_family = AF_UNIX;
+        memcpy(su->sun_path + 1, "loom-", 5);
+        for (int i = 0; i < 16; i++) snprintf(su->sun_path + 6 + 2 * i, 3, "%02x", a->ip[i]);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + UNIX_NAME_LEN);
+    } else if (a->family == 6) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons(a->port);
@@ -93,10 +105,44 @@ void net_addr_from_sockaddr(struct loom_addr *a, const struct sockaddr *sa)
 
 void net_addr_str(const struct loom_addr *a, char *buf, size_t len)
 {
+    if (a->family == NET_UNIX) {
+        int n = snprintf(buf, len, "unix:@loom-");
+        for (int i = 0; i < 16 && n > 0 && (size_t)n < len; i++) n += snprintf(buf + n, len - (size_t)n, "%02x", a->ip[i]);
+        return;
+    }
     char ip[INET6_ADDRSTRLEN] = "?";
     inet_ntop(a->family == 6 ? AF_INET6 : AF_INET, a->ip, ip, sizeof ip);
     if (a->family == 6) snprintf(buf, len, "[%s]:%u", ip, a->port);
     else snprintf(buf, len, "%s:%u", ip, a->port);
+}
+
+void net_sockaddr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen)
+{
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+        struct loom_addr a;
+        net_addr_from_sockaddr(&a, sa);
+        net_addr_str(&a, buf, buflen);
+    } else if (sa->sa_family == AF_UNIX) {
+        snprintf(buf, buflen, "a local process");   /* a connecting unix socket has no name */
+    } else {
+        snprintf(buf, buflen, "an address of family %d", (int)sa->sa_family);
+    }
+    (void)len;
+}
+
+bool net_unix_addr(struct loom_addr *a)
+{
+    memset(a, 0, sizeof *a);
+    a->family = NET_UNIX;
+    return auth_random(a->ip, sizeof a->ip);
+}
+
+bool net_is_loopback(const struct loom_addr *a)
+{
+    static const uint8_t v6lo[16] = { [15] = 1 };
+    if (a->family == 4) return a->ip[0] == 127;
+    if (a->family == 6) return memcmp(a->ip, v6lo, 16) == 0;
+    return false;
 }
 
 loom_result_t net_addr_parse(const char *s, struct loom_addr *a, char *err, size_t errlen)
@@ -233,7 +279,7 @@ void net_set_nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-loom_result_t net_listen(struct loom_addr *a, int *fd_out, char *err, size_t errlen)
+loom_result_t net_bind(struct loom_addr *a, int *fd_out, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -241,33 +287,39 @@ loom_result_t net_listen(struct loom_addr *a, int *fd_out, char *err, size_t err
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) goto fail;
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 1024) != 0) goto fail_close;
-    len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) goto fail_close;
-    a->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    if (a->family != NET_UNIX) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0) goto fail_close;
+    if (a->family != NET_UNIX) {
+        len = sizeof ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) goto fail_close;
+        a->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    }
     *fd_out = fd;
     return LOOM_SUCCESS;
 fail_close:
     close(fd);
 fail:;
+    int e = errno;
     char as[80];
     net_addr_str(a, as, sizeof as);
-    snprintf(err, errlen, "cannot listen on %s: %s", as, strerror(errno));
+    snprintf(err, errlen, "cannot bind %s: %s%s", as, strerror(e),
+             e == EADDRNOTAVAIL ? " (not an address of this host)" : "");
     return LOOM_ERR_SYSTEM;
 }
 
-int net_accept(int listen_fd, char *from, size_t fromlen)
+loom_result_t net_listen_on(int fd, char *err, size_t errlen)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-    if (fd < 0) return -1;
-    struct loom_addr a;
-    net_addr_from_sockaddr(&a, (struct sockaddr *)&ss);
-    net_addr_str(&a, from, fromlen);
-    return fd;
+    if (listen(fd, 1024) == 0) return LOOM_SUCCESS;
+    snprintf(err, errlen, "listen: %s", strerror(errno));
+    return LOOM_ERR_SYSTEM;
+}
+
+loom_result_t net_listen(struct loom_addr *a, int *fd, char *err, size_t errlen)
+{
+    loom_result_t r = net_bind(a, fd, err, errlen);
+    if (r == LOOM_SUCCESS && (r = net_listen_on(*fd, err, errlen)) != LOOM_SUCCESS) close(*fd);
+    return r;
 }
 
 loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, bool retry_refused,
@@ -297,7 +349,7 @@ loom_result_t net_connect(const struct loom_addr *a, uint64_t deadline_ns, bool 
         if (rc == 0) {
             int fl = fcntl(fd, F_GETFL);
             fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-            net_set_nodelay(fd);
+            if (a->family != NET_UNIX) net_set_nodelay(fd);
             *fd_out = fd;
             return LOOM_SUCCESS;
         }
@@ -354,4 +406,43 @@ loom_result_t net_send_all(int fd, const void *buf, size_t len, uint64_t deadlin
 loom_result_t net_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ns)
 {
     return io_all(fd, buf, len, deadline_ns, false);
+}
+
+/* ---- descriptors over unix sockets ---- */
+
+bool net_send_fd(int sock, const void *buf, size_t len, int fd)
+{
+    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = { (void *)buf, len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    ssize_t n;
+    do n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n == (ssize_t)len;   /* a partial write would separate fd and frame: callers
+                                   keep the socket empty enough that it never happens */
+}
+
+ssize_t net_recv_fds(int sock, void *buf, size_t len, void (*take)(void *, int), void *arg)
+{
+    union { struct cmsghdr h; char b[CMSG_SPACE(4 * sizeof(int))]; } ctl;
+    struct iovec iov = { buf, len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
+    ssize_t n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) return n;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+            take(arg, fd);
+        }
+    }
+    return n;
 }

@@ -18,12 +18,27 @@
  * it at the end of a call that left bytes unsent). Mixed comms (shm and tcp links) keep
  * the hand-off: an executor asleep on a shm futex cannot also watch sockets.
  *
+ * Connections arrive through the gate (runtime/gate.c), which authenticates them
+ * without ever blocking this thread; then each must be what the mesh expects: a
+ * control connection only from a higher rank, once; a tcp data link only where the
+ * link to that peer is tcp, once per kind.
+ *
+ * Between ranks on one host the control connection is a unix socket, and it also
+ * carries the memory of their shm links (transport/shm.c): the lower rank of a pair
+ * makes each link's FIFO as a memfd and sends the descriptor (CTRL_SHM_FD, SCM_RIGHTS);
+ * the higher rank asks for it when it needs it first (CTRL_SHM_REQ). Nothing is ever
+ * named in /dev/shm, so a kill at any moment leaves nothing behind and no other user
+ * can open a FIFO.
+ *
  * Control frame (fixed layout), followed by len bytes of text for CTRL_ABORT:
  *  offset size field
  *  0      4    magic  "LMCT"
  *  4      4    type   CTRL_HEARTBEAT, CTRL_BYE, CTRL_ABORT
- *  8      4    code   loom_result_t that broke the sender (ABORT)
- *  12     4    len    bytes of text that follow (<= 640)
+ *  8      4    code   ABORT: loom_result_t that broke the sender; BYE: the tcp data
+ *                     links the sender opened to this rank (it counts as gone only
+ *                     once all of them are in, so none of its bytes are missed)
+ *                     SHM_REQ, SHM_FD: the sending rank of the link meant
+ *  12     4    len    bytes of text that follow (< 640)
  *
  * Failure rules: EOF on a control socket without a BYE first means the peer died:
  * the comm fails with LOOM_ERR_REMOTE naming it. ABORT means the peer failed: the
@@ -38,11 +53,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "bootstrap.h"
 #include "comm.h"
+#include "gate.h"
 #include "log.h"
 
-enum { CTRL_HEARTBEAT = 1, CTRL_BYE = 2, CTRL_ABORT = 3 };
+enum { CTRL_HEARTBEAT = 1, CTRL_BYE = 2, CTRL_ABORT = 3, CTRL_SHM_REQ = 4, CTRL_SHM_FD = 5 };
 #define CTRL_MAGIC 0x54434d4cu /* "LMCT" */
 #define CTRL_TEXT_MAX 640
 
@@ -55,6 +70,17 @@ struct ctrl_frame {
 struct ctrl_peer {
     int fd;                          /* -1 until connected                      */
     _Atomic uint64_t heard_ns;       /* last frame received (0: never connected) */
+    int bye_links;                   /* BYE's count of its data links, -1: no BYE */
+    int links_in;                    /* its data links admitted here              */
+    int early[2];                    /* admitted data sockets [host, dev] whose
+                                        receiving link is not made yet (lock)     */
+    /* shm links with this peer (same host), [0] the link from this rank, [1] to it;
+       all under lock */
+    int fd_out[2];                   /* a FIFO's memfd to send it                 */
+    bool req_out[2], req_sent[2];    /* ask it for its FIFO's memfd               */
+    int fd_in[2];                    /* received from it, not yet taken           */
+    int fdq[4], nfdq;                /* descriptors read, not yet matched to a
+                                        CTRL_SHM_FD frame (this thread only)      */
     size_t rx_len;                   /* bytes buffered in rx                    */
     char rx[sizeof(struct ctrl_frame) + CTRL_TEXT_MAX];
 };
@@ -66,6 +92,7 @@ struct loom_progress {
     int efd;                         /* eventfd: kicks                          */
     _Atomic bool sleeping;
     _Atomic bool exec_drives;        /* the executor moves the host tcp links      */
+    _Atomic bool fd_work;            /* an fd_out or req_out waits to be sent      */
     _Atomic bool stop, orderly, tell_peers;
     struct ctrl_peer *peers;         /* (nranks)                                */
     pthread_mutex_t lock;            /* guards conns, mesh count                */
@@ -74,6 +101,9 @@ struct loom_progress {
     struct loom_conn **conns;        /* proxied connections (tcp)               */
     struct pollfd *exec_pf;          /* (4 nranks) the executor's poll set       */
     int nconns, cap;
+    struct gate gate;                /* connections still authenticating          */
+    struct gate_arrival *arrivals;   /* (GATE_MAX_PENDING)                        */
+    char owner[32];                  /* "rank 3": the gate's log lines            */
 };
 
 /* ---- small helpers ---- */
@@ -87,9 +117,22 @@ void progress_kick(struct loom_progress *p)
     }
 }
 
+/* The receiving tcp link from src (dev: staged device link), if it is made (lock). */
+static struct loom_conn *find_recv(struct loom_progress *p, int src, bool dev)
+{
+    for (int i = 0; i < p->nconns; i++)
+        if (!p->conns[i]->is_send && p->conns[i]->peer == src && p->conns[i]->dev == dev) return p->conns[i];
+    return NULL;
+}
+
 void progress_add_conn(struct loom_progress *p, struct loom_conn *conn)
 {
     pthread_mutex_lock(&p->lock);
+    int *early = &p->peers[conn->peer].early[conn->dev];
+    if (!conn->is_send && *early >= 0) {
+        tcp_attach(conn, *early);
+        *early = -1;
+    }
     if (p->nconns == p->cap) {
         int cap = p->cap ? 2 * p->cap : 16;
         struct loom_conn **n = realloc(p->conns, sizeof *n * (size_t)cap);
@@ -150,63 +193,177 @@ static void ctrl_send(struct loom_progress *p, int r, uint32_t type, int code, c
         LOOM_TRACE(LOOM_SUB_PROXY, "control frame %u to rank %d not sent", type, r);
 }
 
-/* ---- control mesh ---- */
+/* ---- shm memory handed between ranks on one host ---- */
 
-loom_result_t progress_send_hello(struct loom_comm *c, int fd, uint32_t kind, int dst, uint64_t deadline)
+/* [0] the link from this rank to peer, [1] from peer to this rank; -1 neither. */
+static int link_dir(const struct loom_comm *c, int peer, int link_src)
 {
-    struct conn_hello h = { .magic = CONN_MAGIC, .kind = kind, .src = c->rank, .dst = dst };
-    memcpy(h.secret, c->secret, 16);
-    return net_send_all(fd, &h, sizeof h, deadline);
+    return link_src == c->rank ? 0 : link_src == peer ? 1 : -1;
 }
 
-/* Read the handshake of an accepted connection and route it. */
-static void accept_one(struct loom_progress *p)
+void progress_fd_offer(struct loom_progress *p, int peer, int link_src, int fd)
+{
+    pthread_mutex_lock(&p->lock);
+    int d = link_dir(p->comm, peer, link_src);
+    if (d >= 0 && p->peers[peer].fd_out[d] < 0) {
+        p->peers[peer].fd_out[d] = fd;
+        fd = -1;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (fd >= 0) close(fd);         /* offered once per link: a second one is a bug */
+    atomic_store(&p->fd_work, true);
+    progress_kick(p);
+}
+
+loom_result_t progress_fd_take(struct loom_progress *p, int peer, int link_src, uint64_t deadline_ns, int *fd,
+                               char *err, size_t errlen)
 {
     struct loom_comm *c = p->comm;
-    char from_s[80];
-    int fd = net_accept(c->listen_fd, from_s, sizeof from_s);
-    if (fd < 0) return;
-    struct conn_hello h;
-    if (net_recv_all(fd, &h, sizeof h, net_deadline(2000)) != LOOM_SUCCESS ||
-        h.magic != CONN_MAGIC || !boot_secret_equal(h.secret, c->secret)) {
-        LOOM_WARN(LOOM_SUB_NET, "refused a connection from %s: it did not present this "
-                  "communicator's secret", from_s);
-        close(fd);
+    int d = link_dir(c, peer, link_src);
+    loom_result_t r = LOOM_ERR_TIMEOUT;
+    *fd = -1;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        struct ctrl_peer *cp = &p->peers[peer];
+        if (cp->fd_in[d] >= 0) {
+            *fd = cp->fd_in[d];
+            cp->fd_in[d] = -1;
+            r = LOOM_SUCCESS;
+            break;
+        }
+        if (!cp->req_out[d]) {
+            cp->req_out[d] = true;
+            atomic_store(&p->fd_work, true);
+            progress_kick(p);
+        }
+        if (atomic_load(&c->status) != LOOM_SUCCESS) {
+            r = (loom_result_t)atomic_load(&c->status);
+            snprintf(err, errlen, "%s", "the communicator failed meanwhile");
+            break;
+        }
+        if (atomic_load(&c->peer_gone[peer])) {
+            r = LOOM_ERR_REMOTE;
+            snprintf(err, errlen, "the peer left before handing over the link's shared memory");
+            break;
+        }
+        if (net_ms_left(deadline_ns) == 0) {
+            snprintf(err, errlen, "the peer did not hand over the link's shared memory in time");
+            break;
+        }
+        net_cond_wait_ms(&p->cv, &p->lock, 20);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return r;
+}
+
+/* Send what executors queued: memfds offered, requests for the peer's. */
+static void send_fds(struct loom_progress *p)
+{
+    struct loom_comm *c = p->comm;
+    pthread_mutex_lock(&p->lock);
+    for (int r = 0; r < c->nranks; r++) {
+        struct ctrl_peer *cp = &p->peers[r];
+        for (int d = 0; d < 2; d++) {
+            int link_src = d == 0 ? c->rank : r;
+            if (cp->fd_out[d] >= 0 && cp->fd >= 0) {
+                struct ctrl_frame f = { .magic = CTRL_MAGIC, .type = CTRL_SHM_FD, .code = link_src };
+                if (!net_send_fd(cp->fd, &f, sizeof f, cp->fd_out[d]) && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                    atomic_store(&p->fd_work, true);   /* the socket is full: next turn */
+                    continue;
+                }
+                close(cp->fd_out[d]);
+                cp->fd_out[d] = -1;
+            }
+            if (cp->req_out[d] && !cp->req_sent[d] && cp->fd >= 0) {
+                ctrl_send(p, r, CTRL_SHM_REQ, link_src, NULL);
+                cp->req_sent[d] = true;
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* A descriptor arrived on r's control socket (SCM_RIGHTS). */
+static void fd_arrived(void *arg, int fd)
+{
+    struct ctrl_peer *cp = arg;
+    if (cp->nfdq < (int)(sizeof cp->fdq / sizeof cp->fdq[0])) cp->fdq[cp->nfdq++] = fd;
+    else close(fd);   /* more than the frames can claim: the frame that lacks one says so */
+}
+
+/* ---- control mesh ---- */
+
+/* A peer that said BYE is gone once every data link it opened to this rank is in:
+   until then its last bytes may still be on their way. */
+static void maybe_gone(struct loom_progress *p, int r)
+{
+    if (p->peers[r].bye_links >= 0 && p->peers[r].links_in >= p->peers[r].bye_links)
+        atomic_store(&p->comm->peer_gone[r], true);
+}
+
+/* What the mesh expects from an authenticated connection: "" admits. */
+static void judge(struct loom_progress *p, const struct gate_hello *h, char *why, size_t len)
+{
+    struct loom_comm *c = p->comm;
+    why[0] = '\0';
+    if (h->nranks != c->nranks || h->src < 0 || h->src >= c->nranks || h->src == c->rank || h->dst != c->rank)
+        snprintf(why, len, "ranks %d -> %d of %d do not fit this communicator (rank %d of %d)", h->src, h->dst,
+                 h->nranks, c->rank, c->nranks);
+    else if (h->kind == CONN_CTRL && (h->src < c->rank || p->peers[h->src].fd >= 0))
+        snprintf(why, len, "a control connection from rank %d was not expected (%s)", h->src,
+                 h->src < c->rank ? "this rank connects to lower ranks" : "it has one");
+    else if (h->kind != CONN_CTRL && h->kind != CONN_DATA && h->kind != CONN_DATA_DEV)
+        snprintf(why, len, "unknown connection kind %u", h->kind);
+}
+
+static void admit(struct loom_progress *p, struct gate_arrival *a)
+{
+    struct loom_comm *c = p->comm;
+    char why[256];
+    judge(p, &a->h, why, sizeof why);
+    int src = a->h.src;
+    bool dev = a->h.kind == CONN_DATA_DEV;
+    /* A data link only where the link from src is tcp, and only one. Without conn_lock:
+       an executor holds it while it dials a peer, whose progress thread may be waiting
+       on this one's verdict. */
+    pthread_mutex_lock(&p->lock);
+    struct loom_conn *link = a->h.kind == CONN_CTRL ? NULL : find_recv(p, src, dev);
+    if (why[0] == '\0' && a->h.kind != CONN_CTRL) {
+        if (!dev && comm_link_transport(c, src) != &loom_transport_tcp)
+            snprintf(why, sizeof why, "a tcp data connection from rank %d, whose link is %s", src,
+                     comm_link_transport(c, src)->name);
+        else if (p->peers[src].early[dev] >= 0 || (link && tcp_attached(link)))
+            snprintf(why, sizeof why, "a second tcp data connection from rank %d", src);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (why[0]) {
+        LOOM_WARN(LOOM_SUB_NET, "%s refused a connection from %s: %s", p->owner, a->from, why);
+        gate_verdict(&p->gate, a, LOOM_ERR_INVALID_ARGUMENT, why);
         return;
     }
-    if (h.src < 0 || h.src >= c->nranks || h.src == c->rank || h.dst != c->rank) {
-        LOOM_WARN(LOOM_SUB_NET, "refused a connection from %s: bad ranks %d -> %d", from_s, h.src, h.dst);
-        close(fd);
-        return;
-    }
-    if (h.kind == CONN_CTRL && p->peers[h.src].fd < 0) {
-        net_set_nonblock(fd);
-        net_set_nodelay(fd);
-        p->peers[h.src].fd = fd;
-        p->peers[h.src].heard_ns = net_now_ns();
+    if (!gate_verdict(&p->gate, a, LOOM_SUCCESS, NULL)) return;
+    if (a->h.kind == CONN_CTRL) {
+        net_set_nodelay(a->fd);
+        p->peers[src].fd = a->fd;
+        p->peers[src].heard_ns = net_now_ns();
         pthread_mutex_lock(&p->lock);
         p->mesh++;
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->lock);
         return;
     }
-    if (h.kind == CONN_DATA || h.kind == CONN_DATA_DEV) {
-        char err[256];
-        if (tcp_attach_recv(c, h.src, fd, h.kind == CONN_DATA_DEV, err, sizeof err) == LOOM_SUCCESS) return;
-        comm_fail(c, LOOM_ERR_SYSTEM, true, "tcp data connection from rank %d: %s", h.src, err);
-    } else {
-        LOOM_WARN(LOOM_SUB_NET, "refused a duplicate connection (kind %u) from rank %d", h.kind, h.src);
-    }
-    close(fd);
+    pthread_mutex_lock(&p->lock);
+    if ((link = find_recv(p, src, dev))) tcp_attach(link, a->fd);
+    else p->peers[src].early[dev] = a->fd;
+    pthread_mutex_unlock(&p->lock);
+    p->peers[src].links_in++;
+    maybe_gone(p, src);
 }
 
-static void accept_pending(struct loom_progress *p)
+static void serve_gate(struct loom_progress *p, const struct pollfd *pf)
 {
-    for (int i = 0; i < 1024; i++) {
-        struct pollfd pf = { .fd = p->comm->listen_fd, .events = POLLIN };
-        if (poll(&pf, 1, 0) != 1) return;
-        accept_one(p);
-    }
+    int n = gate_service(&p->gate, pf, p->arrivals);
+    for (int i = 0; i < n; i++) admit(p, &p->arrivals[i]);
 }
 
 static void peer_lost(struct loom_progress *p, int r, const char *why)
@@ -220,13 +377,42 @@ static void peer_lost(struct loom_progress *p, int r, const char *why)
     comm_fail(c, LOOM_ERR_REMOTE, false, "%s %s: the process died or was killed", name, why);
 }
 
+/* A frame about an shm link with r; NULL, or what was wrong with it. */
+static const char *shm_frame(struct loom_progress *p, int r, const struct ctrl_frame *f)
+{
+    struct loom_comm *c = p->comm;
+    struct ctrl_peer *cp = &p->peers[r];
+    int d = link_dir(c, r, f->code);
+    if (d < 0 || !comm_local(c, r) || comm_link_transport(c, r) != &loom_transport_shm)
+        return "sent a frame about a shared-memory link it does not have with this rank";
+    if (f->type == CTRL_SHM_REQ) {
+        if (c->rank > r) return "asked this rank for memory that it makes itself";
+        shm_offer(c, r, f->code);
+        return NULL;
+    }
+    if (c->rank < r) return "sent memory for a link this rank makes itself";
+    if (cp->nfdq == 0) return "sent a shared-memory frame without its descriptor";
+    int fd = cp->fdq[0];
+    memmove(cp->fdq, cp->fdq + 1, sizeof cp->fdq[0] * (size_t)--cp->nfdq);
+    pthread_mutex_lock(&p->lock);
+    bool dup = cp->fd_in[d] >= 0;   /* offered unasked is fine: the maker touched it first */
+    if (!dup) cp->fd_in[d] = fd;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->lock);
+    if (dup) {
+        close(fd);
+        return "sent the memory of a link twice";
+    }
+    return NULL;
+}
+
 /* Consume whole frames from peer r's control socket. */
 static void ctrl_read(struct loom_progress *p, int r)
 {
     struct loom_comm *c = p->comm;
     struct ctrl_peer *cp = &p->peers[r];
     for (int guard = 0; guard < 64 && cp->fd >= 0; guard++) {
-        ssize_t n = recv(cp->fd, cp->rx + cp->rx_len, sizeof cp->rx - cp->rx_len, MSG_DONTWAIT);
+        ssize_t n = net_recv_fds(cp->fd, cp->rx + cp->rx_len, sizeof cp->rx - cp->rx_len, fd_arrived, cp);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             peer_lost(p, r, "closed its control connection without saying goodbye");
             return;
@@ -244,10 +430,14 @@ static void ctrl_read(struct loom_progress *p, int r)
             size_t need = sizeof f + f.len;
             if (cp->rx_len < need) break;
             if (f.type == CTRL_BYE) {
-                /* Its data connections were made before its BYE: take them first,
-                   so an unattached link really means nothing was sent. */
-                accept_pending(p);
-                atomic_store(&c->peer_gone[r], true);
+                cp->bye_links = f.code;
+                maybe_gone(p, r);
+            } else if (f.type == CTRL_SHM_FD || f.type == CTRL_SHM_REQ) {
+                const char *bad = shm_frame(p, r, &f);
+                if (bad) {
+                    peer_lost(p, r, bad);
+                    return;
+                }
             } else if (f.type == CTRL_ABORT) {
                 char name[128], text[CTRL_TEXT_MAX];
                 memcpy(text, cp->rx + sizeof f, f.len);
@@ -388,7 +578,8 @@ static int build_pollset(struct loom_progress *p, struct pollfd *pf, int **who)
     struct loom_comm *c = p->comm;
     int n = 0;
     pf[n++] = (struct pollfd){ .fd = p->efd, .events = POLLIN };
-    pf[n++] = (struct pollfd){ .fd = c->listen_fd, .events = POLLIN };
+    n = gate_pollset(&p->gate, pf, n);
+    for (int i = 1; i < n; i++) (*who)[i] = -1;
     for (int r = 0; r < c->nranks; r++)
         if (p->peers[r].fd >= 0) {
             (*who)[n] = r;
@@ -402,8 +593,8 @@ static void *progress_main(void *arg)
     struct loom_progress *p = arg;
     struct loom_comm *c = p->comm;
     loom_log_set_rank(c->rank);
-    int maxfds = 2 + 5 * c->nranks;   /* eventfd, listener; per peer: control, and a tcp
-                                         send and recv link for host and for device buffers */
+    int maxfds = 3 + GATE_MAX_PENDING + 5 * c->nranks;   /* eventfd, the gate; per peer: control, and a tcp
+                                                            send and recv link for host and device buffers */
     struct pollfd *pf = malloc(sizeof *pf * (size_t)maxfds);
     int *who = malloc(sizeof *who * (size_t)maxfds);
     if (!pf || !who) abort();
@@ -412,6 +603,7 @@ static void *progress_main(void *arg)
 
     for (;;) {
         if (atomic_exchange(&p->tell_peers, false)) send_abort(p);
+        if (atomic_exchange(&p->fd_work, false)) send_fds(p);
         /* Told peers first: a rank that fails and then destroys must still say why. */
         if (atomic_load(&p->stop)) {
             if (!atomic_load(&p->orderly)) break;
@@ -424,7 +616,7 @@ static void *progress_main(void *arg)
         uint64_t now = net_now_ns();
         if (now >= next_hb) {
             for (int r = 0; r < c->nranks; r++)
-                if (p->peers[r].fd >= 0 && !atomic_load(&c->peer_gone[r]))
+                if (p->peers[r].fd >= 0 && p->peers[r].bye_links < 0)
                     ctrl_send(p, r, CTRL_HEARTBEAT, 0, NULL);
             next_hb = now + (uint64_t)heartbeat_ms(c) * 1000000ull;
         }
@@ -440,7 +632,7 @@ static void *progress_main(void *arg)
             int hb_ms = (int)((next_hb - net_now_ns()) / 1000000) + 1;
             /* a kernel posts and releases slots of staged device links without a
                kick: poll them while one runs */
-            timeout = did || staged ? 0 : (atomic_load(&p->stop) ? 5 : hb_ms);
+            timeout = did || staged ? 0 : gate_timeout_ms(&p->gate, atomic_load(&p->stop) ? 5 : hb_ms);
         }
         int n = build_pollset(p, pf, &who);
         int rc = poll(pf, (nfds_t)n, timeout);
@@ -451,8 +643,8 @@ static void *progress_main(void *arg)
             ssize_t r = read(p->efd, &v, sizeof v);
             (void)r;
         }
-        if (pf[1].revents & POLLIN) accept_one(p);
-        for (int i = 2; i < n; i++)
+        serve_gate(p, pf);
+        for (int i = 1; i < n; i++)
             if (who[i] >= 0 && (pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 ctrl_read(p, who[i]);
     }
@@ -462,7 +654,7 @@ static void *progress_main(void *arg)
        mistakes the closing sockets for a death. */
     if (atomic_load(&p->orderly))
         for (int r = 0; r < c->nranks; r++)
-            if (p->peers[r].fd >= 0) ctrl_send(p, r, CTRL_BYE, 0, NULL);
+            if (p->peers[r].fd >= 0) ctrl_send(p, r, CTRL_BYE, atomic_load(&c->links_to[r]), NULL);
     if (!atomic_load(&p->orderly) && atomic_load(&c->status) != LOOM_SUCCESS) send_abort(p);
     free(pf);
     free(who);
@@ -478,16 +670,26 @@ loom_result_t progress_start(struct loom_comm *c, char *err, size_t errlen)
     p->comm = c;
     p->peers = calloc((size_t)c->nranks, sizeof *p->peers);
     if (p->peers == NULL) goto oom_free;
-    for (int r = 0; r < c->nranks; r++) p->peers[r].fd = -1;
+    for (int r = 0; r < c->nranks; r++) {
+        struct ctrl_peer *cp = &p->peers[r];
+        cp->fd = cp->bye_links = -1;
+        for (int d = 0; d < 2; d++) cp->early[d] = cp->fd_out[d] = cp->fd_in[d] = -1;
+    }
     p->exec_pf = calloc(4 * (size_t)c->nranks, sizeof *p->exec_pf);   /* a send and a recv link
                                                                          per peer, host and device */
-    if (p->exec_pf == NULL) goto oom_free;
+    p->arrivals = calloc(GATE_MAX_PENDING, sizeof *p->arrivals);
+    if (p->exec_pf == NULL || p->arrivals == NULL) goto oom_free;
+    snprintf(p->owner, sizeof p->owner, "rank %d", c->rank);
+    gate_init(&p->gate, p->owner, c->key, sizeof c->key, 0);
+    gate_add_listener(&p->gate, c->tcp_fd);
+    gate_add_listener(&p->gate, c->unix_fd);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (p->efd < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         free(p->exec_pf);
+        free(p->arrivals);
         free(p->peers);
         free(p);
         return LOOM_ERR_SYSTEM;
@@ -499,8 +701,7 @@ loom_result_t progress_start(struct loom_comm *c, char *err, size_t errlen)
     uint64_t deadline = net_deadline(c->cfg.timeout_ms);
     for (int r = 0; r < c->rank; r++) {
         int fd;
-        loom_result_t res = net_connect(&c->peers[r].addr, deadline, false, &fd, err, errlen);
-        if (res == LOOM_SUCCESS) res = progress_send_hello(c, fd, CONN_CTRL, r, deadline);
+        loom_result_t res = comm_dial(c, r, CONN_CTRL, deadline, &fd, err, errlen);
         if (res != LOOM_SUCCESS) {
             char name[128];
             comm_peer_name(c, r, name, sizeof name);
@@ -522,6 +723,7 @@ loom_result_t progress_start(struct loom_comm *c, char *err, size_t errlen)
     return LOOM_SUCCESS;
 oom_free:
     free(p->exec_pf);
+    free(p->arrivals);
     free(p->peers);
     free(p);
 oom:
@@ -558,12 +760,21 @@ void progress_stop(struct loom_progress *p, bool orderly)
         (void)n;
         pthread_join(p->thread, NULL);
     }
-    for (int r = 0; r < p->comm->nranks; r++)
+    for (int r = 0; r < p->comm->nranks; r++) {
         if (p->peers[r].fd >= 0) close(p->peers[r].fd);
+        for (int d = 0; d < 2; d++) {
+            if (p->peers[r].early[d] >= 0) close(p->peers[r].early[d]);
+            if (p->peers[r].fd_out[d] >= 0) close(p->peers[r].fd_out[d]);
+            if (p->peers[r].fd_in[d] >= 0) close(p->peers[r].fd_in[d]);
+        }
+        for (int i = 0; i < p->peers[r].nfdq; i++) close(p->peers[r].fdq[i]);
+    }
     close(p->efd);
+    gate_close(&p->gate);
     free(p->peers);
     free(p->conns);
     free(p->exec_pf);
+    free(p->arrivals);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cv);
     p->comm->prog = NULL;

@@ -57,7 +57,7 @@ static bool can_read_peer(struct loom_comm *c, int peer)
     uint8_t got[16];
     struct iovec l = { got, sizeof got }, r = { (void *)(uintptr_t)c->peers[peer].probe_addr, sizeof got };
     return process_vm_readv(c->peers[peer].pid, &l, 1, &r, 1, 0) == (ssize_t)sizeof got &&
-           memcmp(got, c->secret, sizeof got) == 0;
+           memcmp(got, c->key, sizeof got) == 0;
 }
 
 static int body(loom_comm_t comm, int rank, int n, void *arg)

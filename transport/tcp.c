@@ -10,9 +10,10 @@
  *  0      24            struct slot_meta (bytes, kind, count, seq, root)
  *  24     meta.bytes    payload
  *
- * The sender connects to the receiver's listener and presents the handshake
- * (struct conn_hello, kind CONN_DATA); the receiver's progress thread checks the
- * secret and attaches the socket to its receive FIFO (tcp_attach_recv).
+ * The sender connects to the receiver's listener and passes its gate (runtime/gate.h,
+ * kind CONN_DATA); the receiver's progress thread admits it only where its link from
+ * that rank is tcp and has no socket yet, and attaches the socket to the receiving
+ * link (tcp_attach), or keeps it until the link is made (progress_add_conn).
  * Device buffers staged over tcp (runtime/cuda.c) use links of their own (kind
  * CONN_DATA_DEV): the same FIFO, registered with CUDA, filled or drained by a kernel
  * instead of an executor thread; the progress thread moves it all the same.
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "gate.h"
 #include "log.h"
 
 struct tcp_priv {
@@ -86,20 +88,19 @@ static loom_result_t tcp_connect_send(struct loom_conn *c, char *err, size_t err
     if (r != LOOM_SUCCESS) return r;
     struct tcp_priv *tp = c->priv;
     uint64_t deadline = net_deadline(comm->cfg.timeout_ms);
-    r = net_connect(&comm->peers[c->peer].addr, deadline, false, &tp->fd, err, errlen);
-    if (r == LOOM_SUCCESS) r = progress_send_hello(comm, tp->fd, c->dev ? CONN_DATA_DEV : CONN_DATA, c->peer, deadline);
+    r = comm_dial(comm, c->peer, c->dev ? CONN_DATA_DEV : CONN_DATA, deadline, &tp->fd, err, errlen);
     if (r != LOOM_SUCCESS) {
-        if (err[0] == '\0') snprintf(err, errlen, "handshake failed");
         tcp_close(c);
         return r;
     }
+    atomic_fetch_add(&comm->links_to[c->peer], 1);   /* my BYE tells the peer how many */
     net_set_nonblock(tp->fd);
     atomic_store(&c->attached, true);
     progress_add_conn(comm->prog, c);
     return LOOM_SUCCESS;
 }
 
-/* The socket arrives later, through tcp_attach_recv. */
+/* The socket arrives through the progress thread: now, if it came already, or later. */
 static loom_result_t tcp_connect_recv(struct loom_conn *c, char *err, size_t errlen)
 {
     loom_result_t r = tcp_alloc(c, err, errlen);
@@ -107,25 +108,19 @@ static loom_result_t tcp_connect_recv(struct loom_conn *c, char *err, size_t err
     return r;
 }
 
-loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, bool dev, char *err, size_t errlen)
+bool tcp_attached(const struct loom_conn *c)
 {
-    struct loom_conn *c;
-    loom_result_t r = dev ? comm_dev_conn(comm, src, false, &c) : comm_conn(comm, src, false, &c);
-    if (r != LOOM_SUCCESS) {
-        snprintf(err, errlen, "%s", loom_last_error(comm));
-        return r;
-    }
+    return ((struct tcp_priv *)c->priv)->fd >= 0;
+}
+
+void tcp_attach(struct loom_conn *c, int fd)
+{
     struct tcp_priv *tp = c->priv;
-    if (c->tp != &loom_transport_tcp || tp->fd >= 0) {
-        snprintf(err, errlen, "unexpected tcp data connection (link uses %s)", c->tp->name);
-        return LOOM_ERR_INTERNAL;
-    }
     net_set_nonblock(fd);
     net_set_nodelay(fd);
     tp->fd = fd;
     atomic_store(&c->attached, true);
-    LOOM_TRACE(LOOM_SUB_NET, "tcp link from rank %d attached", src);
-    return LOOM_SUCCESS;
+    LOOM_TRACE(LOOM_SUB_NET, "tcp link from rank %d attached", c->peer);
 }
 
 /* ---- progress ---- */

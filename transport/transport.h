@@ -3,7 +3,7 @@
  * Connector model: each directed link (src -> dst) owns a FIFO of K slots in memory
  * the receiver can read, plus head and tail counters. The sender fills the slot at
  * tail and advances tail; the receiver reads the slot at head (reducing straight out
- * of it) and advances head. shm puts the FIFO in POSIX shared memory mapped by both
+ * of it) and advances head. shm puts the FIFO in shared memory (a memfd) mapped by both
  * processes, so executors on both sides touch it directly and no thread is needed.
  * tcp keeps one private FIFO per side; the progress thread moves slots between that
  * FIFO and the socket (or the executor, during a call on an all-tcp comm), so the
@@ -17,7 +17,7 @@
  *  128         4          head         slots consumed by the receiver (wrapping u32)
  *  132         4          tx_sleepers  senders asleep on head (futex)
  *  136         4          rx_cpu       shm: 1 + the CPU the receiver last released on
- *  256         4          attached     processes that mapped it (shm: 2nd unlinks)
+ *  256         4          reserved     0
  *  260         4          remote_read  shm: can the receiver read the sender's memory
  *                                      (process_vm_readv)? 0 not known yet, 1 yes, 2 no
  *  320         24*64      meta[64]     per slot: bytes, and the operation it belongs to
@@ -95,7 +95,7 @@ struct fifo_ctrl {
     _Atomic uint32_t tx_sleepers;
     _Atomic int32_t rx_cpu;
     char pad1[116];
-    _Atomic uint32_t attached;
+    uint32_t reserved;
     _Atomic uint32_t remote_read;
     char pad2[56];
     struct slot_meta meta[FIFO_MAX_SLOTS];
@@ -211,7 +211,9 @@ struct loom_peer_info {          /* sent verbatim during bootstrap */
     uint64_t host_id;            /* equal = same host (hostname, boot id, netns)  */
     int32_t  pid;
     int32_t  rank;
-    struct loom_addr addr;       /* this rank's listener (control + tcp data)    */
+    struct loom_addr addr;       /* this rank's tcp listener (peers on other hosts,
+                                    and tcp data links when forced)               */
+    struct loom_addr uaddr;      /* its unix listener (control from this host)    */
     uint32_t nslots;             /* FIFO geometry wanted (rank 0's is used)      */
     uint32_t slot_bytes;
     uint32_t cuda_nchan;         /* device FIFO geometry wanted (rank 0's too)   */
@@ -219,7 +221,7 @@ struct loom_peer_info {          /* sent verbatim during bootstrap */
     uint32_t cuda_slot_bytes;
     int32_t  cuda_proto;         /* LOOM_PROTO: -1 by size, else PROTO_* (rank 0's) */
     int32_t  transport;          /* LOOM_TRANSPORT: 0 auto, 1 shm, 2 tcp (rank 0's) */
-    uint64_t probe_addr;         /* where this process keeps the comm's secret: a
+    uint64_t probe_addr;         /* where this process keeps the comm's key: a
                                     receiver on this host that can read it there with
                                     process_vm_readv can read this rank's buffers    */
 };
@@ -275,24 +277,15 @@ struct loom_transport {
 extern const struct loom_transport loom_transport_shm;
 extern const struct loom_transport loom_transport_tcp;
 
-/* tcp.c: the progress thread hands it an accepted, authenticated data connection
-   (dev: of a staged device link, CONN_DATA_DEV). */
-loom_result_t tcp_attach_recv(struct loom_comm *comm, int src, int fd, bool dev, char *err, size_t errlen);
+/* shm.c, for the progress thread: a peer on this host asks for the memory of the shm
+   link whose sender is link_src, which this rank makes (the lower rank of a pair). */
+void shm_offer(struct loom_comm *comm, int peer, int link_src);
+/* shm.c: unmap what was made and never used (comm teardown). */
+void shm_release(struct loom_comm *comm);
 
-/* Handshake on every rank-to-rank connection (control and tcp data), fixed layout:
- *  offset size field
- *  0      4    magic   "LMCN"
- *  4      4    kind    CONN_CTRL, CONN_DATA or CONN_DATA_DEV
- *  8      16   secret  the communicator's; wrong -> refused and logged
- *  24     4    src     sending rank
- *  28     4    dst     receiving rank
- */
-enum { CONN_CTRL = 1, CONN_DATA = 2, CONN_DATA_DEV = 3 /* a staged device link */ };
-#define CONN_MAGIC 0x4e434d4cu /* "LMCN" */
-struct conn_hello {
-    uint32_t magic, kind;
-    uint8_t secret[16];
-    int32_t src, dst;
-};
+/* tcp.c, for the progress thread: does a receiving tcp link have its socket, and hand
+   it the accepted, authenticated one. */
+bool tcp_attached(const struct loom_conn *c);
+void tcp_attach(struct loom_conn *c, int fd);
 
 #endif
