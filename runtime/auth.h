@@ -27,6 +27,10 @@ void hmac_sha256(const uint8_t *key, size_t keylen, int n, const void *const *pt
 
 /* Constant-time comparison of n bytes. */
 bool auth_equal(const uint8_t *a, const uint8_t *b, size_t n);
+/* n bytes from exactly 2n hex digits (either case); false on anything else. */
+bool auth_hex_decode(const char *s, uint8_t *out, size_t n);
+/* n bytes as 2n lowercase hex digits and a NUL. */
+void auth_hex_encode(const uint8_t *in, size_t n, char *out);
 /* len bytes from getrandom(2); false if the kernel would not give them. */
 bool auth_random(void *buf, size_t len);
 

@@ -27,20 +27,33 @@
 
 /* ---- ids ---- */
 
-loom_result_t loom_get_id(loom_id_t *id)
+int64_t comm_timeout_ms(void)
 {
-    if (id == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_get_id: id is NULL");
+    int64_t t = loom_env_int("LOOM_TIMEOUT_MS");
+    return t > 0 ? t : 600000;
+}
+
+loom_result_t comm_get_id(loom_id_t *id, bool local)
+{
     struct boot_id b = { .magic = BOOT_ID_MAGIC, .version = 1 };
-    char err[256], ifname[64];
+    char err[256], ifname[64] = "lo";
     if (!auth_random(b.secret, sizeof b.secret)) return loom_set_error(NULL, LOOM_ERR_SYSTEM, "loom_get_id: getrandom failed");
-    loom_result_t r = net_pick_interface(&b.root, ifname, sizeof ifname, err, sizeof err);
-    if (r == LOOM_SUCCESS) r = boot_root_start(&b, loom_env_int("LOOM_TIMEOUT_MS"), err, sizeof err);
+    loom_result_t r = LOOM_SUCCESS;
+    if (local) b.root = (struct loom_addr){ .family = 4, .ip = { 127, 0, 0, 1 } };
+    else r = net_pick_interface(&b.root, ifname, sizeof ifname, err, sizeof err);
+    if (r == LOOM_SUCCESS) r = boot_root_start(&b, comm_timeout_ms(), err, sizeof err);
     if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_get_id: %s", err);
     boot_id_pack(id, &b);
     char as[80];
     net_addr_str(&b.root, as, sizeof as);
     LOOM_INFO(LOOM_SUB_BOOT, "rendezvous root listening on %s (%s)", as, ifname);
     return LOOM_SUCCESS;
+}
+
+loom_result_t loom_get_id(loom_id_t *id)
+{
+    if (id == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_get_id: id is NULL");
+    return comm_get_id(id, false);
 }
 
 /* "loom1:<addr>:<32 hex digits of the secret>" */
@@ -51,24 +64,11 @@ loom_result_t loom_id_to_string(const loom_id_t *id, char *buf, size_t len)
         return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_id_to_string: not a loom id");
     char as[80], hex[33];
     net_addr_str(&b.root, as, sizeof as);
-    for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", b.secret[i]);
+    auth_hex_encode(b.secret, sizeof b.secret, hex);
     if ((size_t)snprintf(buf, len, "loom1:%s:%s", as, hex) >= len)
         return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_id_to_string: buffer of %zu bytes "
                               "too small (need LOOM_ID_STRLEN)", len);
     return LOOM_SUCCESS;
-}
-
-static bool parse_hex16(const char *s, uint8_t *out)
-{
-    if (strlen(s) != 32) return false;
-    for (int i = 0; i < 16; i++) {
-        unsigned v;
-        char two[3] = { s[2 * i], s[2 * i + 1], 0 };
-        if (!isxdigit((unsigned char)two[0]) || !isxdigit((unsigned char)two[1]) || sscanf(two, "%2x", &v) != 1)
-            return false;
-        out[i] = (uint8_t)v;
-    }
-    return true;
 }
 
 loom_result_t loom_id_from_string(const char *s, loom_id_t *id)
@@ -80,7 +80,7 @@ loom_result_t loom_id_from_string(const char *s, loom_id_t *id)
     if (colon == NULL || colon < s + 6 || (size_t)(colon - s - 6) >= sizeof addr) goto bad;
     memcpy(addr, s + 6, (size_t)(colon - s - 6));
     addr[colon - s - 6] = '\0';
-    if (!parse_hex16(colon + 1, b.secret)) goto bad;
+    if (!auth_hex_decode(colon + 1, b.secret, sizeof b.secret)) goto bad;
     if (net_addr_parse(addr, &b.root, err, sizeof err) != LOOM_SUCCESS)
         return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_id_from_string: %s", err);
     boot_id_pack(id, &b);
@@ -211,8 +211,7 @@ loom_result_t comm_dial(struct loom_comm *c, int peer, uint32_t kind, uint64_t d
 
 static void read_config(struct loom_config *cfg)
 {
-    cfg->timeout_ms = loom_env_int("LOOM_TIMEOUT_MS");
-    if (cfg->timeout_ms <= 0) cfg->timeout_ms = 600000;
+    cfg->timeout_ms = comm_timeout_ms();
     cfg->heartbeat_ms = loom_env_int("LOOM_HEARTBEAT_MS");
     if (cfg->heartbeat_ms <= 0) cfg->heartbeat_ms = 1000;
     int64_t spin = loom_env_int("LOOM_SPIN_US");
@@ -431,179 +430,6 @@ loom_result_t loom_comm_init(loom_comm_t *comm, int nranks, const loom_id_t *id,
     if (boot_id_unpack(id, &b) != LOOM_SUCCESS)
         return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init: id was not made by loom_get_id");
     return comm_create(comm, nranks, &b, rank);
-}
-
-/* ---- init from launcher variables ---- */
-
-/* The first launcher variable that is set (LOOM_* through the env table). */
-static const char *first_env(const char **names, const char **which, char *buf, size_t len)
-{
-    for (int i = 0; names[i]; i++) {
-        const char *v = getenv(names[i]);
-        if (strncmp(names[i], "LOOM_", 5) == 0) {
-            int64_t x = loom_env_int(names[i]);
-            if (x < 0) continue;
-            snprintf(buf, len, "%lld", (long long)x);
-            v = buf;
-        }
-        if (v && *v) {
-            *which = names[i];
-            return v;
-        }
-    }
-    return NULL;
-}
-
-static bool parse_int(const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < 0 || v > 1 << 30) return false;
-    *out = (int)v;
-    return true;
-}
-
-/* A key naming this launch, the same in every rank of it. */
-static const char *job_key(char *buf, size_t len)
-{
-    const char *v;
-    if ((v = getenv("PMIX_NAMESPACE")) && *v) snprintf(buf, len, "pmix-%s", v);
-    else if ((v = getenv("OMPI_MCA_ess_base_jobid")) && *v) snprintf(buf, len, "ompi-%s", v);
-    else if ((v = getenv("SLURM_JOB_ID")) && *v)
-        snprintf(buf, len, "slurm-%s.%s", v, getenv("SLURM_STEP_ID") ? getenv("SLURM_STEP_ID") : "0");
-    else if ((v = getenv("TORCHELASTIC_RUN_ID")) && *v) snprintf(buf, len, "torch-%s", v);
-    else return NULL;
-    for (char *p = buf; *p; p++)
-        if (*p == '/' || *p == ' ') *p = '_';
-    return buf;
-}
-
-/* Rank 0 publishes the id in a file; the others poll it (one host, no address). */
-static loom_result_t id_by_file(int rank, const char *path, loom_id_t *id, int64_t timeout_ms)
-{
-    char s[LOOM_ID_STRLEN] = "";
-    if (rank == 0) {
-        loom_result_t r = loom_get_id(id);
-        if (r != LOOM_SUCCESS) return r;
-        loom_id_to_string(id, s, sizeof s);
-        char tmp[544];
-        snprintf(tmp, sizeof tmp, "%.512s.tmp%d", path, (int)getpid());
-        FILE *f = fopen(tmp, "w");
-        if (f == NULL || fputs(s, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-            return loom_set_error(NULL, LOOM_ERR_SYSTEM, "loom_comm_init_env: cannot write %s: %s", path,
-                                  strerror(errno));
-        return LOOM_SUCCESS;
-    }
-    uint64_t deadline = net_deadline(timeout_ms);
-    for (int i = 0; i < 1000000; i++) {
-        FILE *f = fopen(path, "r");
-        if (f) {
-            size_t n = fread(s, 1, sizeof s - 1, f);
-            fclose(f);
-            s[n] = '\0';
-            if (loom_id_from_string(s, id) == LOOM_SUCCESS) return LOOM_SUCCESS;
-        }
-        if (net_ms_left(deadline) == 0) break;
-        usleep(5000);
-    }
-    return loom_set_error(NULL, LOOM_ERR_TIMEOUT, "loom_comm_init_env: rank 0 did not publish the id "
-                          "in %s within %lld ms", path, (long long)timeout_ms);
-}
-
-/* LOOM_ROOT_ADDR or MASTER_ADDR/MASTER_PORT: rank 0 hosts the root there. */
-static loom_result_t id_by_addr(int rank, const char *addr, loom_id_t *id, int64_t timeout_ms)
-{
-    struct boot_id b = { .magic = BOOT_ID_MAGIC, .version = 1 };
-    char err[256];
-    loom_result_t r = net_addr_parse(addr, &b.root, err, sizeof err);
-    if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_comm_init_env: root address: %s", err);
-    const char *hex = loom_env_str("LOOM_SECRET");
-    if (hex[0]) {
-        if (!parse_hex16(hex, b.secret))
-            return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init_env: LOOM_SECRET must be 32 hex digits");
-    } else {
-        /* Derived from what every rank of this launch shares. Anyone who can guess
-           them can join: set LOOM_SECRET on untrusted networks. */
-        char key[256] = "";
-        job_key(key, sizeof key);
-        uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
-        char src[512];
-        int n = snprintf(src, sizeof src, "loom|%s|%s", addr, key);
-        for (int i = 0; i < n; i++) {
-            h1 = (h1 ^ (uint8_t)src[i]) * 0x100000001b3ull;
-            h2 = (h2 ^ (uint8_t)src[n - 1 - i]) * 0x100000001b3ull;
-        }
-        memcpy(b.secret, &h1, 8);
-        memcpy(b.secret + 8, &h2, 8);
-        LOOM_INFO(LOOM_SUB_BOOT, "no LOOM_SECRET: rendezvous secret derived from the address and job");
-    }
-    if (rank == 0) {
-        struct boot_id bind = b;
-        r = boot_root_start(&bind, timeout_ms, err, sizeof err);
-        if (r != LOOM_SUCCESS) {
-            /* The name may resolve to an address of no local interface: bind any. */
-            memset(bind.root.ip, 0, sizeof bind.root.ip);
-            bind.root.port = b.root.port;
-            r = boot_root_start(&bind, timeout_ms, err, sizeof err);
-        }
-        if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_comm_init_env: rank 0: %s", err);
-    }
-    boot_id_pack(id, &b);
-    return LOOM_SUCCESS;
-}
-
-loom_result_t loom_comm_init_env(loom_comm_t *comm)
-{
-    static const char *rank_vars[] = { "LOOM_RANK", "RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK", NULL };
-    static const char *size_vars[] = { "LOOM_WORLD_SIZE", "WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS",
-                                       "PMI_SIZE", NULL };
-    if (comm == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init_env: comm is NULL");
-    const char *rv, *sv, *rname = "", *sname = "";
-    int rank = 0, size = 1;
-    char rbuf[24], sbuf[24];
-    rv = first_env(rank_vars, &rname, rbuf, sizeof rbuf);
-    sv = first_env(size_vars, &sname, sbuf, sizeof sbuf);
-    if ((rv && !parse_int(rv, &rank)) || (sv && !parse_int(sv, &size)) || (rv != NULL) != (sv != NULL) ||
-        size < 1 || rank >= size)
-        return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT,
-                              "loom_comm_init_env: rank %s=%s and size %s=%s are not a valid pair", rname,
-                              rv ? rv : "(unset)", sname, sv ? sv : "(unset)");
-    int64_t timeout_ms = loom_env_int("LOOM_TIMEOUT_MS");
-    loom_id_t id;
-    loom_result_t r;
-    const char *cid = loom_env_str("LOOM_COMM_ID"), *root = loom_env_str("LOOM_ROOT_ADDR");
-    char addr[300], path[512], key[256];
-    if (cid[0]) {
-        r = loom_id_from_string(cid, &id);
-    } else if (root[0]) {
-        r = id_by_addr(rank, root, &id, timeout_ms);
-    } else if (getenv("MASTER_ADDR") && getenv("MASTER_PORT")) {
-        /* torchrun's own store listens on MASTER_PORT; loom's root takes the next port. */
-        int port;
-        if (!parse_int(getenv("MASTER_PORT"), &port) || port >= 65535)
-            return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init_env: bad MASTER_PORT");
-        const char *h = getenv("MASTER_ADDR");
-        snprintf(addr, sizeof addr, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, port + 1);
-        r = id_by_addr(rank, addr, &id, timeout_ms);
-    } else if (size == 1) {
-        r = loom_get_id(&id);
-    } else {
-        const char *file = loom_env_str("LOOM_ID_FILE");
-        if (file[0]) snprintf(path, sizeof path, "%s", file);
-        else if (job_key(key, sizeof key)) snprintf(path, sizeof path, "/dev/shm/loom-id-%s", key);
-        else
-            return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT,
-                                  "loom_comm_init_env: %d ranks (%s) but no rendezvous: set LOOM_COMM_ID, "
-                                  "LOOM_ROOT_ADDR=host:port or MASTER_ADDR/MASTER_PORT", size, sname);
-        r = id_by_file(rank, path, &id, timeout_ms);
-        if (r == LOOM_SUCCESS) {
-            r = loom_comm_init(comm, size, &id, rank);
-            if (rank == 0) unlink(path);     /* everyone has joined (or given up) */
-            return r;
-        }
-    }
-    if (r != LOOM_SUCCESS) return r;
-    return loom_comm_init(comm, size, &id, rank);
 }
 
 /* ---- split ---- */

@@ -97,6 +97,10 @@ static inline bool issue_settled(struct loom_comm *c)
 }
 
 /* ---- comm.c ---- */
+/* LOOM_TIMEOUT_MS: the bound of every wait. */
+int64_t comm_timeout_ms(void);
+/* loom_get_id; local: the root listens on 127.0.0.1 (every rank on this host). */
+loom_result_t comm_get_id(loom_id_t *id, bool local);
 void comm_ref(struct loom_comm *c);
 void comm_unref(struct loom_comm *c);
 /* The connection to/from peer (dev: the staged device link), connecting it now if it

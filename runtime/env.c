@@ -85,10 +85,13 @@ static const struct loom_env_var table[] = {
     { "LOOM_ROOT_ADDR", LOOM_ENV_STR, "",
       "host:port of the rendezvous root (rank 0 listens there); used when LOOM_COMM_ID is unset" },
     { "LOOM_SECRET", LOOM_ENV_STR, "",
-      "32 hex digits: rendezvous secret with LOOM_ROOT_ADDR/MASTER_ADDR (unset: derived from the job, weaker)" },
+      "32 hex digits: rendezvous secret with LOOM_ROOT_ADDR/MASTER_ADDR (unset: derived from LOOM_SECRET_FILE)" },
+    { "LOOM_SECRET_FILE", LOOM_ENV_STR, "",
+      "per-user secret file used without LOOM_SECRET (empty = ~/.loom/secret, made on first use, mode 0600; "
+      "ranks on other hosts need the same file)" },
     { "LOOM_ID_FILE", LOOM_ENV_STR, "",
-      "file through which rank 0 hands the id to the local ranks when no address is given "
-      "(empty = /dev/shm/loom-id-<job key>)" },
+      "file through which rank 0 hands the id to the ranks of its host when no address is given (empty = an "
+      "abstract unix socket named by your uid and the launcher's job id)" },
 };
 #define NVARS ((int)(sizeof table / sizeof table[0]))
 

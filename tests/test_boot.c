@@ -14,14 +14,27 @@
  *   listeners a job on one host listens on no tcp port (its peers use unix sockets); 100
  *             idle connections to a rank's listeners (tcp forced) stall no call, and
  *             destroy stays quick
+ *   secret-file  torchrun variables and no LOOM_SECRET: the secret comes from the per-user
+ *             file (made 0600 on first use); a process with another user's file (another
+ *             HOME) is refused, told where its secret came from; a file others can read,
+ *             or that is someone else's, is refused with what to do
+ *   id-handoff   (root) one host, no address (mpirun's variables): another user who holds
+ *             the id socket's name first, or plants LOOM_ID_FILE, feeds nobody: every rank
+ *             fails with a message naming the intruder's uid
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "bootstrap.h"
 #include "comm.h"
 #include "harness.h"
@@ -322,6 +335,190 @@ static int listeners(void)
     return 0;
 }
 
+/* ---- the secret without LOOM_SECRET, and the id on one host ---- */
+
+static char tmpdir[64];
+
+static void set_rank_env(int rank, int n)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", rank);
+    setenv("RANK", v, 1);
+    snprintf(v, sizeof v, "%d", n);
+    setenv("WORLD_SIZE", v, 1);
+}
+
+static int secret_body(loom_comm_t unused, int rank, int n, void *arg)
+{
+    (void)unused;
+    const char *port = arg;
+    char home[128];
+    /* rank 2 is the outsider: the same variables, another home, so another secret */
+    snprintf(home, sizeof home, "%s/%s", tmpdir, rank == 2 ? "other" : "home");
+    setenv("HOME", home, 1);
+    setenv("MASTER_ADDR", "127.0.0.1", 1);
+    setenv("MASTER_PORT", port, 1);
+    setenv("LOOM_TIMEOUT_MS", "5000", 1);
+    set_rank_env(rank == 2 ? 1 : rank, 2);
+    /* the outsider comes while the root (hosted by rank 0) waits for the real rank 1 */
+    usleep((useconds_t)(rank == 1 ? 1000 : rank == 2 ? 100 : 0) * 1000);
+    loom_comm_t comm = NULL;
+    loom_result_t r = loom_comm_init_env(&comm);
+    if (rank == 2) {
+        printf("outsider: %s\n", loom_last_error(NULL));
+        CHECK_EQ(r, LOOM_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(loom_last_error(NULL), "wrong secret") != NULL);
+        CHECK(strstr(loom_last_error(NULL), "/other/.loom/secret") != NULL);
+        return 0;
+    }
+    CHECK_OK(r);
+    int32_t one = 1, sum = 0;
+    CHECK_OK(loom_allreduce(&one, &sum, 1, LOOM_INT32, LOOM_SUM, comm, NULL));
+    CHECK_EQ(sum, n - 1);
+    loom_comm_destroy(comm);
+    return 0;
+}
+
+static int secret_file(void)
+{
+    int rank = -1;   /* for CHECK */
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/loom-test-secret.%d", (int)getpid());
+    char path[256], port[16];
+    snprintf(path, sizeof path, "%s", tmpdir);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof path, "%s/home", tmpdir);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof path, "%s/other", tmpdir);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(port, sizeof port, "%d", 20000 + (int)(getpid() % 30000));
+    struct run_opts o = { .timeout_s = 30, .no_comm = 1 };
+    int fail = run_ranks("secret-file", 3, secret_body, port, &o);
+    /* the file was made, private */
+    struct stat st;
+    snprintf(path, sizeof path, "%s/home/.loom/secret", tmpdir);
+    CHECK(stat(path, &st) == 0);
+    CHECK_EQ(st.st_mode & 0777, 0600);
+    /* readable by others: refused, with the fix */
+    chmod(path, 0644);
+    char home[128];
+    snprintf(home, sizeof home, "%s/home", tmpdir);
+    setenv("HOME", home, 1);
+    setenv("LOOM_ROOT_ADDR", "127.0.0.1:1", 1);
+    set_rank_env(1, 2);
+    loom_comm_t comm = NULL;
+    CHECK_EQ(loom_comm_init_env(&comm), LOOM_ERR_INVALID_USAGE);
+    printf("mode 0644: %s\n", loom_last_error(NULL));
+    CHECK(strstr(loom_last_error(NULL), "chmod 600") != NULL);
+    /* someone else's: refused (root can hand it over to check) */
+    if (geteuid() == 0) {
+        chmod(path, 0600);
+        CHECK(chown(path, 65534, 65534) == 0);
+        CHECK_EQ(loom_comm_init_env(&comm), LOOM_ERR_INVALID_USAGE);
+        printf("owned by 65534: %s\n", loom_last_error(NULL));
+        CHECK(strstr(loom_last_error(NULL), "uid 65534") != NULL);
+    }
+    unsetenv("LOOM_ROOT_ADDR");
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    CHECK(system(cmd) == 0);
+    return fail;
+}
+
+/* The name rank 0 would serve the id on (runtime/launch.c: uid and the job key). */
+static socklen_t id_name(const char *key, struct sockaddr_un *su)
+{
+    uint8_t h[32];
+    char hx[33];
+    struct sha256 s;
+    sha256_init(&s);
+    sha256_update(&s, key, strlen(key));
+    sha256_final(&s, h);
+    auth_hex_encode(h, 16, hx);
+    memset(su, 0, sizeof *su);
+    su->sun_family = AF_UNIX;
+    int n = snprintf(su->sun_path + 1, sizeof su->sun_path - 1, "loom-id-%u-%s", (unsigned)geteuid(), hx);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/* The intruder: another user serving its own id on the job's name, or planting the
+   file, until killed. */
+static pid_t intruder(const char *key, const char *file, int *ready)
+{
+    struct sockaddr_un su;
+    socklen_t len = id_name(key, &su);   /* the victim's name: its uid, the job key */
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    loom_id_t id;
+    char s[LOOM_ID_STRLEN + 16];
+    if (loom_get_id(&id) != LOOM_SUCCESS) _exit(4);
+    loom_id_to_string(&id, s, LOOM_ID_STRLEN);
+    if (file) {
+        size_t n = strlen(s);
+        snprintf(s + n, sizeof s - n, "\n%d\n", (int)getpid());
+        int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd < 0 || write(fd, s, strlen(s)) < 0) _exit(5);
+        close(fd);
+        *ready = 1;
+        pause();
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&su, len) != 0 || listen(fd, 16) != 0) _exit(6);
+    *ready = 1;
+    for (int i = 0; i < 1000; i++) {
+        int c = accept(fd, NULL, NULL);
+        if (c < 0) continue;
+        ssize_t w = write(c, s, strlen(s) + 1);
+        (void)w;
+        close(c);
+    }
+    _exit(0);
+}
+
+static int idh_body(loom_comm_t unused, int rank, int n, void *arg)
+{
+    (void)unused;
+    (void)arg;
+    set_rank_env(rank, n);
+    setenv("LOOM_TIMEOUT_MS", "3000", 1);
+    loom_comm_t comm = NULL;
+    loom_result_t r = loom_comm_init_env(&comm);
+    printf("rank %d: %s: %s\n", rank, loom_strerror(r), loom_last_error(NULL));
+    CHECK(r != LOOM_SUCCESS);
+    CHECK(strstr(loom_last_error(NULL), "65534") != NULL || strstr(loom_last_error(NULL), "EADDRINUSE") != NULL ||
+          strstr(loom_last_error(NULL), "in use") != NULL);
+    return 0;
+}
+
+static int id_handoff(void)
+{
+    int rank = -1;   /* for CHECK */
+    if (geteuid() != 0) {
+        printf("id-handoff: needs root (to play another user): skip\n");
+        return 77;
+    }
+    char key[64], file[128];
+    snprintf(key, sizeof key, "ompi-loomtest%d", (int)getpid());
+    setenv("OMPI_MCA_ess_base_jobid", key + 5, 1);
+    int *ready = mmap(NULL, sizeof *ready, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    int fail = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        *ready = 0;
+        snprintf(file, sizeof file, "/tmp/loom-test-id.%d", (int)getpid());
+        if (mode) setenv("LOOM_ID_FILE", file, 1);
+        pid_t in = intruder(key, mode ? file : NULL, ready);
+        for (int i = 0; i < 3000 && !*ready; i++) usleep(1000);
+        CHECK(*ready);
+        struct run_opts o = { .timeout_s = 30, .no_comm = 1 };
+        fail |= run_ranks(mode ? "id-file-planted" : "id-socket-squatted", 2, idh_body, NULL, &o);
+        kill(in, SIGKILL);
+        waitpid(in, NULL, 0);
+        unlink(file);
+    }
+    unsetenv("LOOM_ID_FILE");
+    return fail;
+}
+
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : "";
@@ -341,5 +538,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(only, "idlers") || !strcmp(only, "flood")) fail |= root_outsiders(only);
     if (!strcmp(only, "listeners")) fail |= listeners();
+    if (!strcmp(only, "secret-file")) fail |= secret_file();
+    if (!strcmp(only, "id-handoff")) fail |= id_handoff();
     return fail;
 }

@@ -23,11 +23,16 @@
  * leave     rank 1 destroys its communicator while rank 0 waits for it: LOOM_ERR_REMOTE
  *           within seconds, naming rank 1.
  * strerror  every result code has a distinct message; loom_last_error is never NULL.
+ * leftovers 40 runs in which a rank is killed (SIGKILL) at a random moment of its first
+ *           calls, while the links are half made (the maker of a FIFO before its peer
+ *           mapped it, or the other way round): the survivor fails naming it, and
+ *           nothing is left in /dev/shm or /tmp, nor in the survivor's descriptors.
  *
  * Ranks learn each other's pids through an all-gather; the killer records when it
  * struck in memory shared by all ranks (MAP_SHARED before the fork), so each survivor
  * measures its own delay from the same CLOCK_MONOTONIC instant.
  */
+#include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -530,6 +535,67 @@ static int leave_case(loom_comm_t comm, int rank, int n, void *arg)
 
 /* ---- main ---- */
 
+/* ---- leftovers ---- */
+
+/* Names in dir starting with prefix (-1: unreadable). */
+static int count_names(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+static int open_fds(void) { return count_names("/proc/self/fd", ""); }
+
+static int leftover_body(loom_comm_t unused, int rank, int n, void *arg)
+{
+    (void)unused;
+    (void)n;
+    int run = *(int *)arg, victim = run % 2;            /* the FIFOs' maker, or its peer */
+    int fds0 = open_fds();
+    loom_comm_t comm = NULL;
+    CHECK_OK(loom_comm_init(&comm, 2, &harness_id, rank));
+    if (rank == victim) {
+        /* die somewhere in the first calls: before, while or after links are made */
+        pid_t me = getpid();
+        if (fork() == 0) {
+            usleep((useconds_t)(run * 137 % 3000));
+            kill(me, SIGKILL);
+            _exit(0);
+        }
+    }
+    static char buf[1 << 20], out[1 << 20];
+    loom_result_t r = LOOM_SUCCESS;
+    for (int i = 0; i < 200 && r == LOOM_SUCCESS; i++)
+        r = loom_allreduce(buf, out, sizeof buf / 4, LOOM_FLOAT32, LOOM_SUM, comm, NULL);
+    if (rank == victim) pause();                        /* the killer is on its way */
+    CHECK(r == LOOM_ERR_REMOTE || r == LOOM_ERR_TIMEOUT);
+    CHECK(strstr(loom_last_error(comm), "rank 1") || strstr(loom_last_error(comm), "rank 0"));
+    loom_comm_destroy(comm);
+    CHECK_EQ(open_fds(), fds0);                         /* nothing held after destroy */
+    return 0;
+}
+
+static int leftovers(const char *name, struct run_opts *o)
+{
+    int rank = -1;   /* for CHECK */
+    int shm0 = count_names("/dev/shm", "loom"), tmp0 = count_names("/tmp", "loom-id");
+    int fail = 0;
+    setenv("LOOM_TIMEOUT_MS", "10000", 1);
+    for (int run = 0; run < 40 && !fail; run++) {
+        o->may_die = 1u << (run % 2);
+        fail |= run_ranks(name, 2, leftover_body, &run, o);
+    }
+    int shm1 = count_names("/dev/shm", "loom"), tmp1 = count_names("/tmp", "loom-id");
+    printf("%s: /dev/shm loom* %d -> %d, /tmp loom-id* %d -> %d\n", name, shm0, shm1, tmp0, tmp1);
+    CHECK_EQ(shm1, shm0);
+    CHECK_EQ(tmp1, tmp0);
+    return fail;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -553,6 +619,7 @@ int main(int argc, char **argv)
     struct run_opts o = { .timeout_s = 60, .no_comm = 1 };   /* per run_ranks call */
 
     if (strcmp(c, "strerror") == 0) return strerror_case();
+    if (strcmp(c, "leftovers") == 0) return leftovers(name, &o);
     if (strcmp(c, "kill") == 0) {
         struct peer_fail_arg a = { SIGKILL, 5.0 };
         o.may_die = 1u << 1;
