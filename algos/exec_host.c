@@ -4,7 +4,9 @@
  *
  * Every wait spins a short while, then sleeps on the FIFO counter's futex in slices
  * of at most 10 ms, re-checking between slices: the comm's status (a peer died, an
- * abort), the peer having left, and the operation's deadline (LOOM_TIMEOUT_MS).
+ * abort), the peer having left, and the wait's deadline: LOOM_TIMEOUT_MS bounds how
+ * long a wait may go without its link moving, not a whole call, so a slow but moving
+ * link (10 Mbit/s, a big call) never times out while a silent one does.
  * Not here: which steps to run (schedule.c), sockets (runtime/progress.c, which this
  * executor calls to move its tcp links' bytes while it waits on a comm whose host links
  * are all tcp).
@@ -51,7 +53,8 @@
 struct exec {
     struct loom_comm *c;
     const struct loom_op *op;
-    uint64_t deadline;         /* set by the first wait that sleeps (0 before) */
+    uint64_t deadline;         /* of the wait in progress: set when it first sleeps,
+                                  cleared when it gets its slot                    */
     struct slot_meta meta;     /* what this operation's slots carry */
     bool stream_out;           /* output too big to stay cached: bypass the cache */
     int cost_class;            /* single copy: the call's size class, -1 when it is
@@ -181,9 +184,11 @@ static loom_result_t fail_wait(struct exec *x, struct loom_conn *conn, loom_resu
     /* On a timeout, first the peers that went quiet: the one this rank waits for is
        often alive and waiting itself, behind a stopped rank further along. */
     if (code == LOOM_ERR_TIMEOUT) progress_silence_report(c->prog, silent, sizeof silent);
-    snprintf(msg, sizeof msg, "%s (count %zu, %s) on rank %d: %s%s; this rank was %s %s", coll_name(x->op->coll),
-             x->op->count, loom_dtype_name(x->op->dt), c->rank, why, silent,
-             conn->is_send ? "sending to" : "receiving from", name);
+    snprintf(msg, sizeof msg, "%s%s%s (count %zu, %s) on rank %d: %s (this rank was %s %s%s)", silent,
+             silent[0] ? ": " : "", coll_name(x->op->coll), x->op->count, loom_dtype_name(x->op->dt), c->rank, why,
+             conn->is_send ? "sending to" : "receiving from", name,
+             code == LOOM_ERR_TIMEOUT && !silent[0] ? ", which is alive and answering: has it called this collective?"
+                                                    : "");
     comm_fail(c, code, true, "%s", msg);
     return code;
 }
@@ -208,7 +213,7 @@ static loom_result_t wait_check(struct exec *x, struct loom_conn *conn, bool sen
     if (x->deadline == 0) x->deadline = now + (uint64_t)c->cfg.timeout_ms * 1000000u;
     if (now > x->deadline) {
         char why[96];
-        snprintf(why, sizeof why, "timed out after %lld ms", (long long)c->cfg.timeout_ms);
+        snprintf(why, sizeof why, "saw no progress for %lld ms (LOOM_TIMEOUT_MS)", (long long)c->cfg.timeout_ms);
         return fail_wait(x, conn, LOOM_ERR_TIMEOUT, why);
     }
     return LOOM_SUCCESS;
@@ -230,6 +235,7 @@ static loom_result_t wait_slot(struct exec *x, struct loom_conn *conn, bool send
     struct fifo *f = &conn->fifo;
     *slot = sending ? fifo_send_slot(f, n) : fifo_recv_slot(f, m);
     if (*slot) return LOOM_SUCCESS;
+    x->deadline = 0;                       /* this wait's own LOOM_TIMEOUT_MS */
     struct spin sp = spin_start(x, conn->proxied);
     spin_on(&sp, conn, sending);
     while (spin_again(&sp, x)) {

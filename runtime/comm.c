@@ -27,10 +27,15 @@
 
 /* ---- ids ---- */
 
-int64_t comm_timeout_ms(void)
+int64_t comm_timeout_ms(void) { return loom_env_int("LOOM_TIMEOUT_MS"); }
+
+loom_result_t comm_check_env(const char *call)
 {
-    int64_t t = loom_env_int("LOOM_TIMEOUT_MS");
-    return t > 0 ? t : 600000;
+    static atomic_bool warned;
+    char err[400], warn[1024];
+    bool ok = loom_env_check(err, sizeof err, warn, sizeof warn);
+    if (warn[0] && !atomic_exchange(&warned, true)) LOOM_WARN(LOOM_SUB_ENV, "%s", warn);
+    return ok ? LOOM_SUCCESS : loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "%s: %s", call, err);
 }
 
 loom_result_t comm_get_id(loom_id_t *id, bool local)
@@ -53,7 +58,8 @@ loom_result_t comm_get_id(loom_id_t *id, bool local)
 loom_result_t loom_get_id(loom_id_t *id)
 {
     if (id == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_get_id: id is NULL");
-    return comm_get_id(id, false);
+    loom_result_t r = comm_check_env("loom_get_id");
+    return r == LOOM_SUCCESS ? comm_get_id(id, false) : r;
 }
 
 /* "loom1:<addr>:<32 hex digits of the secret>" */
@@ -209,40 +215,18 @@ loom_result_t comm_dial(struct loom_comm *c, int peer, uint32_t kind, uint64_t d
 
 /* ---- init ---- */
 
+/* Settings are checked against the table first (comm_check_env): here they only map. */
 static void read_config(struct loom_config *cfg)
 {
     cfg->timeout_ms = comm_timeout_ms();
     cfg->heartbeat_ms = loom_env_int("LOOM_HEARTBEAT_MS");
-    if (cfg->heartbeat_ms <= 0) cfg->heartbeat_ms = 1000;
     int64_t spin = loom_env_int("LOOM_SPIN_US");
     cfg->spin_ns = (spin < 0 ? 50 : spin) * 1000;
     const char *t = loom_env_str("LOOM_TRANSPORT");
     cfg->force = strcmp(t, "tcp") == 0 ? 2 : strcmp(t, "shm") == 0 ? 1 : 0;
-    if (t[0] && !cfg->force) LOOM_WARN(LOOM_SUB_ENV, "LOOM_TRANSPORT='%s' unknown (want shm or tcp); using auto", t);
-    int64_t cma = loom_env_int("LOOM_CMA");
-    cfg->remote_read = cma >= 0 && cma <= 2 ? (int)cma : 1;
-    if (cma != cfg->remote_read) LOOM_WARN(LOOM_SUB_ENV, "LOOM_CMA=%lld unknown (want 0, 1 or 2); using 1", (long long)cma);
+    cfg->remote_read = (int)loom_env_int("LOOM_CMA");
     const char *a = loom_env_str("LOOM_ALGO");
     cfg->algo = strcmp(a, "ring") == 0 ? 1 : strcmp(a, "direct") == 0 ? 2 : 0;
-    if (a[0] && !cfg->algo) LOOM_WARN(LOOM_SUB_ENV, "LOOM_ALGO='%s' unknown (want ring or direct); choosing by size", a);
-}
-
-/* A power of two in [2, max], at least the setting where it can be. */
-static uint32_t geometry_nslots(const char *name, uint32_t max)
-{
-    int64_t n = loom_env_int(name);
-    uint32_t k = 2;
-    while (k < max && (int64_t)k < n) k *= 2;
-    return k;
-}
-
-/* A multiple of 64 in [lo, 64M]. */
-static uint32_t geometry_slot_bytes(const char *name, int64_t lo)
-{
-    int64_t b = loom_env_int(name);
-    if (b < lo) b = lo;
-    if (b > (64 << 20)) b = 64 << 20;
-    return (uint32_t)(b / 64 * 64);
 }
 
 static void close_listeners(struct loom_comm *c)
@@ -343,18 +327,18 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     struct loom_peer_info me;
     boot_self_info(&me);
     me.rank = rank;
-    me.nslots = geometry_nslots("LOOM_NSLOTS", FIFO_MAX_SLOTS);
-    me.slot_bytes = geometry_slot_bytes("LOOM_SLOT_BYTES", 64);
-    int64_t nchan = loom_env_int("LOOM_CUDA_CHANNELS");
-    me.cuda_nchan = nchan < 1 ? 1 : nchan > CUDA_MAX_CHANNELS ? CUDA_MAX_CHANNELS : (uint32_t)nchan;
-    me.cuda_nslots = geometry_nslots("LOOM_CUDA_NSLOTS", CUDA_MAX_SLOTS);
-    me.cuda_slot_bytes = geometry_slot_bytes("LOOM_CUDA_SLOT_BYTES", 4096);
+    /* the table's ranges are the FIFOs' limits */
+    _Static_assert(FIFO_MAX_SLOTS == 64 && CUDA_MAX_SLOTS == 64 && CUDA_MAX_CHANNELS == 32,
+                   "LOOM_NSLOTS, LOOM_CUDA_NSLOTS and LOOM_CUDA_CHANNELS ranges in runtime/env.c");
+    me.nslots = (uint32_t)loom_env_int("LOOM_NSLOTS");
+    me.slot_bytes = (uint32_t)loom_env_int("LOOM_SLOT_BYTES");
+    me.cuda_nchan = (uint32_t)loom_env_int("LOOM_CUDA_CHANNELS");
+    me.cuda_nslots = (uint32_t)loom_env_int("LOOM_CUDA_NSLOTS");
+    me.cuda_slot_bytes = (uint32_t)loom_env_int("LOOM_CUDA_SLOT_BYTES");
     me.transport = c->cfg.force;
     me.probe_addr = (uint64_t)(uintptr_t)c->key;
     const char *proto = loom_env_str("LOOM_PROTO");
     me.cuda_proto = strcmp(proto, "simple") == 0 ? PROTO_SIMPLE : strcmp(proto, "ll") == 0 ? PROTO_LL : -1;
-    if (proto[0] && me.cuda_proto < 0)
-        LOOM_WARN(LOOM_SUB_ENV, "LOOM_PROTO='%s' unknown (want simple or ll); choosing by size", proto);
     /* The tcp port is taken now (its address goes in the table) but not listened on
        until the table says a peer needs it; the unix listener has a random name that
        only the table tells. */
@@ -429,7 +413,8 @@ loom_result_t loom_comm_init(loom_comm_t *comm, int nranks, const loom_id_t *id,
                               rank, nranks, LOOM_MAX_RANKS);
     if (boot_id_unpack(id, &b) != LOOM_SUCCESS)
         return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init: id was not made by loom_get_id");
-    return comm_create(comm, nranks, &b, rank);
+    loom_result_t r = comm_check_env("loom_comm_init");
+    return r == LOOM_SUCCESS ? comm_create(comm, nranks, &b, rank) : r;
 }
 
 /* ---- split ---- */

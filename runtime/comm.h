@@ -99,6 +99,9 @@ static inline bool issue_settled(struct loom_comm *c)
 /* ---- comm.c ---- */
 /* LOOM_TIMEOUT_MS: the bound of every wait. */
 int64_t comm_timeout_ms(void);
+/* Every LOOM_* setting valid? (Else an error naming it, the value and what is
+   allowed.) Unknown LOOM_* names are warned about once. */
+loom_result_t comm_check_env(const char *call);
 /* loom_get_id; local: the root listens on 127.0.0.1 (every rank on this host). */
 loom_result_t comm_get_id(loom_id_t *id, bool local);
 void comm_ref(struct loom_comm *c);
@@ -168,7 +171,8 @@ loom_result_t progress_fd_take(struct loom_progress *p, int peer, int link_src, 
                                char *err, size_t errlen);
 /* Ask the thread to send ABORT with the comm's error to every peer. */
 void progress_tell_peers(struct loom_progress *p);
-/* Append "rank 2 (host pid 9) silent for 3.1 s" for peers not heard from lately. */
+/* Append "rank 2 (host pid 9) silent for 3.1 s (stopped or hung?)" for each peer not
+   heard from lately ("; " between them). */
 void progress_silence_report(struct loom_progress *p, char *buf, size_t len);
 /* Stop the thread. orderly: flush tcp sends and say BYE first (bounded). */
 void progress_stop(struct loom_progress *p, bool orderly);

@@ -430,6 +430,8 @@ loom_result_t loom_comm_init_env(loom_comm_t *comm)
     static const char *size_vars[] = { "LOOM_WORLD_SIZE", "WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS",
                                        "PMI_SIZE", NULL };
     if (comm == NULL) return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_comm_init_env: comm is NULL");
+    loom_result_t r = comm_check_env("loom_comm_init_env");
+    if (r != LOOM_SUCCESS) return r;
     const char *rv, *sv, *rname = "", *sname = "";
     int rank = 0, size = 1;
     char rbuf[24], sbuf[24];
@@ -441,7 +443,6 @@ loom_result_t loom_comm_init_env(loom_comm_t *comm)
                               "loom_comm_init_env: rank %s=%s and size %s=%s are not a valid pair", rname,
                               rv ? rv : "(unset)", sname, sv ? sv : "(unset)");
     loom_id_t id;
-    loom_result_t r;
     const char *cid = loom_env_str("LOOM_COMM_ID"), *root = loom_env_str("LOOM_ROOT_ADDR");
     char addr[300], key[256], from[4096] = "";
     if (cid[0]) {

@@ -155,6 +155,15 @@ static unsigned parse_subsys(const char *s, char *bad, size_t badlen)
     return exclude ? LOOM_SUB_ALL & ~mask : mask;
 }
 
+bool loom_log_level_ok(const char *s) { return parse_level(s) >= 0; }
+
+bool loom_log_subsys_ok(const char *s)
+{
+    char bad[64];
+    parse_subsys(s, bad, sizeof bad);
+    return bad[0] == '\0';
+}
+
 /* "/tmp/loom.%h.%p.log" -> "/tmp/loom.myhost.1234.log"; "%%" -> "%". False when
    the result does not fit. */
 static bool expand_path(const char *pat, char *out, size_t len)

@@ -7,6 +7,7 @@
 #define LOOM_LOG_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 
 enum loom_log_level { LOOM_LOG_NONE = 0, LOOM_LOG_WARN, LOOM_LOG_INFO, LOOM_LOG_TRACE };
 enum loom_log_subsys {
@@ -19,6 +20,10 @@ enum loom_log_subsys {
     LOOM_SUB_ENV  = 1 << 6,  /* settings                     */
     LOOM_SUB_ALL  = 0x7f
 };
+
+/* Are these valid LOOM_DEBUG and LOOM_DEBUG_SUBSYS values? (For env.c's table.) */
+bool loom_log_level_ok(const char *s);
+bool loom_log_subsys_ok(const char *s);
 
 /* Rank shown in the line prefix of this thread's messages (-1: unknown). */
 void loom_log_set_rank(int rank);

@@ -231,9 +231,9 @@ static bool pick_from(struct ifaddrs *ifs, const char *spec, bool allow_lo, int 
         for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
             if (!addr_usable(i->ifa_addr, fam) || !(i->ifa_flags & IFF_UP)) continue;
             bool lo = (i->ifa_flags & IFF_LOOPBACK) != 0;
-            if (spec[0] ? !net_ifname_matches(spec, i->ifa_name)
-                        : ((lo && !allow_lo) || net_ifname_matches("docker", i->ifa_name)))
-                continue;
+            /* loopback only when named, or (second pass) when it is all there is */
+            if (spec[0] ? !net_ifname_matches(spec, i->ifa_name) : net_ifname_matches("docker", i->ifa_name)) continue;
+            if (lo && !allow_lo && (spec[0] == '\0' || spec[0] == '^')) continue;
             net_addr_from_sockaddr(a, i->ifa_addr);
             a->port = 0;
             snprintf(ifname, iflen, "%s", i->ifa_name);
@@ -255,7 +255,7 @@ loom_result_t net_pick_interface(struct loom_addr *a, char *ifname, size_t iflen
         return LOOM_ERR_SYSTEM;
     }
     bool ok = pick_from(ifs, spec, false, fam, a, ifname, iflen);
-    if (!ok && spec[0] == '\0') ok = pick_from(ifs, spec, true, fam, a, ifname, iflen);
+    if (!ok && (spec[0] == '\0' || spec[0] == '^')) ok = pick_from(ifs, spec, true, fam, a, ifname, iflen);
     freeifaddrs(ifs);
     if (!ok) {
         snprintf(err, errlen, "no usable network interface (LOOM_SOCKET_IFNAME='%s', "

@@ -175,8 +175,8 @@ void progress_silence_report(struct loom_progress *p, char *buf, size_t len)
         if (now - heard < limit) continue;
         char name[128];
         comm_peer_name(c, r, name, sizeof name);
-        off += (size_t)snprintf(buf + off, len - off, "; %s silent for %.1f s (stopped or hung?)",
-                                name, (double)(now - heard) / 1e9);
+        off += (size_t)snprintf(buf + off, len - off, "%s%s silent for %.1f s (stopped or hung?)",
+                                off ? "; " : "", name, (double)(now - heard) / 1e9);
     }
 }
 

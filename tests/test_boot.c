@@ -18,6 +18,12 @@
  *             file (made 0600 on first use); a process with another user's file (another
  *             HOME) is refused, told where its secret came from; a file others can read,
  *             or that is someone else's, is refused with what to do
+ *   settings  every setting is checked once, in the table: each bad value (a timeout of
+ *             0 or of centuries, a spin that overflows, slots of -1 or 100 bytes, an
+ *             unknown family, ...) makes loom_get_id, loom_comm_init and
+ *             loom_comm_init_env fail naming the variable, the value and what is
+ *             allowed, creating nothing; a misspelt LOOM_* name is warned about with
+ *             the nearest known one; a root that cannot bind its address fails
  *   id-handoff   (root) one host, no address (mpirun's variables): another user who holds
  *             the id socket's name first, or plants LOOM_ID_FILE, feeds nobody: every rank
  *             fails with a message naming the intruder's uid
@@ -37,6 +43,7 @@
 #include "auth.h"
 #include "bootstrap.h"
 #include "comm.h"
+#include "env.h"
 #include "harness.h"
 #include "net.h"
 
@@ -424,6 +431,78 @@ static int secret_file(void)
     return fail;
 }
 
+/* ---- strict settings ---- */
+
+static int settings(void)
+{
+    int rank = -1;   /* for CHECK */
+    static const struct { const char *name, *value, *want; } bad[] = {
+        { "LOOM_TIMEOUT_MS", "0", "from 1 to" },         { "LOOM_TIMEOUT_MS", "-5", "from 1 to" },
+        { "LOOM_TIMEOUT_MS", "99999999999999", "from 1 to" },
+        { "LOOM_SPIN_US", "9999999999999999", "from -1 to" },
+        { "LOOM_NSLOTS", "-1", "power of two" },          { "LOOM_NSLOTS", "3", "power of two" },
+        { "LOOM_SLOT_BYTES", "100", "multiple of 64" },   { "LOOM_SLOT_BYTES", "1T", "multiple of 64" },
+        { "LOOM_SOCKET_FAMILY", "AF_UNIX", "AF_INET6" },  { "LOOM_TRANSPORT", "ib", "shm tcp" },
+        { "LOOM_CMA", "7", "from 0 to 2" },               { "LOOM_DEBUG", "LOUD", "TRACE" },
+        { "LOOM_DEBUG_SUBSYS", "NET,DISK", "INIT" },      { "LOOM_SECRET", "xyz", "32 hex" },
+        { "LOOM_ROOT_ADDR", "nohostport", "host:port" },  { "LOOM_SOCKET_IFNAME", "^", "interface" },
+        { "LOOM_HEARTBEAT_MS", "1", "from 10" },          { "LOOM_CUDA_CHANNELS", "33", "from 1 to 32" },
+        { "LOOM_WORLD_SIZE", "0x10", "integer" },
+    };
+    loom_id_t good, id;
+    CHECK(loom_get_id(&good) == LOOM_SUCCESS);   /* a real id: loom_comm_init must refuse the settings */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv(bad[i].name, bad[i].value, 1);
+        loom_comm_t comm = NULL;
+        for (int k = 0; k < 3; k++) {
+            loom_result_t r = k == 0 ? loom_get_id(&id) : k == 1 ? loom_comm_init(&comm, 2, &good, 1)
+                                                                 : loom_comm_init_env(&comm);
+            const char *msg = loom_last_error(NULL);
+            if (k == 2) printf("%s=%s: %s\n", bad[i].name, bad[i].value, msg);
+            CHECK_EQ(r, LOOM_ERR_INVALID_ARGUMENT);
+            CHECK(strstr(msg, bad[i].name) && strstr(msg, bad[i].value) && strstr(msg, bad[i].want));
+            CHECK(comm == NULL);
+        }
+        unsetenv(bad[i].name);
+    }
+
+    /* a misspelt name: a warning naming the nearest known one, nothing refused */
+    char err[256], warn[512];
+    setenv("LOOM_TIMOUT_MS", "5000", 1);
+    setenv("LOOM_ZZZZZZZZZZZZZZZ", "1", 1);
+    CHECK(loom_env_check(err, sizeof err, warn, sizeof warn));
+    printf("warning: %s\n", warn);
+    CHECK(strstr(warn, "unknown setting LOOM_TIMOUT_MS ignored (did you mean LOOM_TIMEOUT_MS?)") != NULL);
+    CHECK(strstr(warn, "unknown setting LOOM_ZZZZZZZZZZZZZZZ ignored;") != NULL ||
+          strstr(warn, "LOOM_ZZZZZZZZZZZZZZZ ignored") != NULL);
+    CHECK(strstr(warn, "LOOM_ZZZZZZZZZZZZZZZ ignored (did") == NULL);
+    unsetenv("LOOM_TIMOUT_MS");
+    unsetenv("LOOM_ZZZZZZZZZZZZZZZ");
+    /* good values of every kind pass */
+    setenv("LOOM_SLOT_BYTES", "256KiB", 1);
+    setenv("LOOM_NSLOTS", "16", 1);
+    setenv("LOOM_DEBUG", "info", 1);
+    setenv("LOOM_ROOT_ADDR", "[fd00::1]:29500", 1);
+    CHECK(loom_env_check(err, sizeof err, warn, sizeof warn));
+    unsetenv("LOOM_SLOT_BYTES");
+    unsetenv("LOOM_NSLOTS");
+    unsetenv("LOOM_DEBUG");
+
+    /* a root address that is not this host's: rank 0 fails, binding nothing else
+       (198.51.100.0/24 is TEST-NET-2: no host has it, and nothing is sent) */
+    setenv("LOOM_ROOT_ADDR", "198.51.100.7:29500", 1);
+    setenv("LOOM_SECRET", "00112233445566778899aabbccddeeff", 1);
+    set_rank_env(0, 2);
+    loom_comm_t comm = NULL;
+    CHECK_EQ(loom_comm_init_env(&comm), LOOM_ERR_SYSTEM);
+    printf("root address: %s\n", loom_last_error(NULL));
+    CHECK(strstr(loom_last_error(NULL), "not an address of this host") != NULL);
+    unsetenv("LOOM_ROOT_ADDR");
+    unsetenv("LOOM_SECRET");
+    printf("settings: ok\n");
+    return 0;
+}
+
 /* The name rank 0 would serve the id on (runtime/launch.c: uid and the job key). */
 static socklen_t id_name(const char *key, struct sockaddr_un *su)
 {
@@ -540,5 +619,6 @@ int main(int argc, char **argv)
     if (!strcmp(only, "listeners")) fail |= listeners();
     if (!strcmp(only, "secret-file")) fail |= secret_file();
     if (!strcmp(only, "id-handoff")) fail |= id_handoff();
+    if (!strcmp(only, "settings")) fail |= settings();
     return fail;
 }

@@ -37,6 +37,12 @@ run() {
     took=$(($(date +%s) - t0))
 }
 
+# ---- the job's rendezvous root listens on loopback only (all ranks are local) ----
+
+run root -n 1 sh -c 'echo "root ${LOOM_COMM_ID#loom1:}"; echo "ifname ${LOOM_SOCKET_IFNAME-unset}"'
+grep -q '^\[0\] root 127\.0\.0\.1:' "$dir/root.out" || fail "root not on 127.0.0.1: $(cat "$dir/root.out")"
+expect_line "$dir/root.out" "[0] ifname unset" "loomrun's own interface choice does not reach the ranks"
+
 # ---- output is prefixed per rank; each rank gets its variables ----
 
 run env -n 3 sh -c 'echo "hi $LOOM_RANK"

@@ -3,6 +3,8 @@
 # loom job over tcp (ranks in different namespaces are different hosts to loom, so the
 # automatic transport choice must pick tcp, and the traffic crosses the veths), then a
 # job of two ranks in each of two namespaces (shm inside a namespace, tcp across).
+# Last, an interface choice that leaves only loopback (LOOM_SOCKET_IFNAME=^lv) must fail
+# every rank with a message, not advertise 127.0.0.1 to ranks on other hosts.
 #
 #   test_netns.sh PATH/TO/env_init_check
 #
@@ -70,6 +72,7 @@ secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 tx_bytes() { T ip netns exec "loom${tag}$1" cat /sys/class/net/lv0/statistics/tx_bytes; }
 
 # run FAMILY ROOT_ADDR NAMESPACE...: one job, rank i in the i-th namespace given.
+ifname=lv0
 run() {
     family=$1 root=$2
     shift 2
@@ -80,7 +83,7 @@ run() {
     for n in "$@"; do
         timeout -k 5 90 ip netns exec "loom${tag}$n" env -u LOOM_COMM_ID -u LOOM_TRANSPORT \
             LOOM_RANK=$i LOOM_WORLD_SIZE=$size LOOM_ROOT_ADDR="$root" LOOM_SECRET="$secret" \
-            LOOM_SOCKET_IFNAME=lv0 LOOM_SOCKET_FAMILY="$family" LOOM_TIMEOUT_MS=60000 \
+            LOOM_SOCKET_IFNAME=$ifname LOOM_SOCKET_FAMILY="$family" LOOM_TIMEOUT_MS=60000 \
             "$check" $size > "$tmp/rank$i" 2>&1 &
         pids="$pids $!"
         i=$((i + 1))
@@ -114,4 +117,14 @@ run AF_INET6 "[fd77:$x::1]:$((port + 1))" a b c || status=1
 # executors move the tcp links' bytes themselves during a call; here the progress
 # thread does (an executor asleep on a shm link cannot watch sockets).
 run AF_INET "10.77.$x.1:$((port + 2))" a a b b || status=1
+
+echo "== 3 ranks in namespaces a b c, LOOM_SOCKET_IFNAME=^lv (only loopback left): every rank must fail"
+ifname='^lv'
+if run AF_INET "10.77.$x.1:$((port + 3))" a b c > "$tmp/lo.out" 2>&1; then
+    echo "FAIL: ranks on three hosts formed a job on loopback addresses"; status=1
+fi
+n=$(grep -c "FAIL: rank . exited" "$tmp/lo.out")
+grep "loopback" "$tmp/lo.out" | head -3
+[ "$n" = 3 ] || { echo "FAIL: $n of 3 ranks failed"; status=1; }
+grep -q "from a loopback address" "$tmp/lo.out" || { echo "FAIL: no rank said why"; status=1; }
 exit $status

@@ -767,9 +767,15 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Every rank is on this host: the rendezvous root listens on loopback only (unless
+       the user chose interfaces), not where the network can reach it. */
     loom_id_t id;
     char ids[LOOM_ID_STRLEN];
-    if (loom_get_id(&id) != LOOM_SUCCESS || loom_id_to_string(&id, ids, sizeof ids) != LOOM_SUCCESS) {
+    bool own_ifname = getenv("LOOM_SOCKET_IFNAME") != NULL;
+    if (!own_ifname) setenv("LOOM_SOCKET_IFNAME", "=lo", 1);
+    loom_result_t idr = loom_get_id(&id);
+    if (!own_ifname) unsetenv("LOOM_SOCKET_IFNAME");
+    if (idr != LOOM_SUCCESS || loom_id_to_string(&id, ids, sizeof ids) != LOOM_SUCCESS) {
         say("cannot create the job's id: %s", loom_last_error(NULL));
         return 1;
     }
