@@ -2,12 +2,14 @@
 #   make test   install missing Debian packages (as root), configure build/, build, run the suite
 #   make demo   the same setup, then a loom-perf table and a DP x PP training run on 4 local ranks
 #   make bench  the same setup, then loom against Open MPI and Gloo (bench/compare)
+#   make check-sanitize  the api, fail, boot, unit and collective suites under ASan+UBSan
+#               and under TSan (tests/sanitize.sh; build-asan/, build-tsan/)
 # BUILD selects the build directory (default build/).
 BUILD ?= build
 DEBS := meson ninja-build pkg-config libhwloc-dev libibverbs-dev openmpi-bin libopenmpi-dev libgloo-dev \
         iproute2 gnuplot-nox libopenblas-dev zlib1g-dev dataset-fashion-mnist
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo bench clean check-sanitize
 
 all: build
 
@@ -43,5 +45,9 @@ demo: build
 bench: build
 	bench/compare --reps 5 --build $(BUILD)
 
+check-sanitize: deps
+	bash tests/sanitize.sh asan
+	bash tests/sanitize.sh tsan
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan build-tsan

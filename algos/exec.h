@@ -24,6 +24,13 @@ void call_meta(struct loom_comm *c, const struct loom_op *op, struct slot_meta *
    costs 10 % less, except one call in REMOTE_EXPLORE which measures the other (one in
    4 x REMOTE_EXPLORE when that costs 1.5x or more). */
 bool remote_choose(uint64_t fifo, uint64_t remote, int prev, uint32_t call);
+/* Move the calling thread off cpu to the next CPU of its affinity mask, then give the
+   mask back (the thread stays where it landed): a one-off push the load balancer does
+   not give two threads that keep passing one core between them. Called by a waiter
+   that finds the rank it waits for last ran on its own CPU (the higher rank of the
+   two). At most once per 10 ms per communicator; never when the mask has one CPU (the
+   user pinned it). Returns the CPU it moved to, or -1 when it did not move. */
+int exec_move_off_cpu(struct loom_comm *c, int cpu, uint64_t now);
 /* A peer's slot belongs to another call: comm_fail with both calls spelled out (where:
    "" or " on the GPU"). Returns LOOM_ERR_INVALID_ARGUMENT. */
 loom_result_t meta_mismatch(struct loom_comm *c, int peer, const struct slot_meta *want, const struct slot_meta *got,

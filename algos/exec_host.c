@@ -122,29 +122,26 @@ static void spin_on(struct spin *sp, const struct loom_conn *conn, bool sending)
     sp->peer = conn->peer;
 }
 
-/* Move the calling thread off cpu to the next CPU of its affinity mask, then give the
-   mask back (the thread stays where it landed): a one-off push the load balancer does
-   not give two threads that keep passing one core between them. At most once per 10 ms
-   per communicator; never when the mask has one CPU (the user pinned it). */
-static void move_off_cpu(struct loom_comm *c, int cpu, uint64_t now)
+int exec_move_off_cpu(struct loom_comm *c, int cpu, uint64_t now)
 {
     uint64_t last = atomic_load_explicit(&c->moved_ns, memory_order_relaxed);
     if (now - last < 10000000u ||
         !atomic_compare_exchange_strong_explicit(&c->moved_ns, &last, now, memory_order_relaxed,
                                                  memory_order_relaxed))
-        return;
+        return -1;
     cpu_set_t mask, one;
-    if (cpu < 0 || sched_getaffinity(0, sizeof mask, &mask) != 0 || CPU_COUNT(&mask) < 2) return;
+    if (cpu < 0 || sched_getaffinity(0, sizeof mask, &mask) != 0 || CPU_COUNT(&mask) < 2) return -1;
     CPU_ZERO(&one);
-    for (int i = 1; i < CPU_SETSIZE; i++)
-        if (CPU_ISSET((cpu + i) % CPU_SETSIZE, &mask)) {
-            CPU_SET((cpu + i) % CPU_SETSIZE, &one);
-            break;
-        }
-    if (sched_setaffinity(0, sizeof one, &one) == 0) {
-        LOOM_TRACE(LOOM_SUB_COLL, "sharing CPU %d with the rank it waits for: moved to another", cpu);
-        sched_setaffinity(0, sizeof mask, &mask);
-    }
+    int to = -1;
+    for (int i = 1; i < CPU_SETSIZE && to < 0; i++)
+        if (CPU_ISSET((cpu + i) % CPU_SETSIZE, &mask)) to = (cpu + i) % CPU_SETSIZE;
+    CPU_SET(to, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) return -1;
+    int landed = sched_getcpu();         /* the move is done when the call returns */
+    sched_setaffinity(0, sizeof mask, &mask);
+    atomic_fetch_add_explicit(&c->moves, 1, memory_order_relaxed);
+    LOOM_TRACE(LOOM_SUB_COLL, "sharing CPU %d with the rank it waits for: moved to CPU %d", cpu, landed);
+    return landed;
 }
 
 /* One more turn of spinning? false once the budget is spent. The budget starts at the
@@ -169,7 +166,8 @@ static bool spin_again(struct spin *sp, const struct exec *x)
         int cpu = sched_getcpu();
         if (!sp->yield_all && sp->peer_cpu && atomic_load_explicit(sp->peer_cpu, memory_order_relaxed) == cpu + 1) {
             sp->yield_all = true;
-            if (!x->c->cfg.spin_yield && x->c->rank > sp->peer) move_off_cpu(x->c, cpu, now);
+            atomic_fetch_add_explicit(&x->c->colocated_waits, 1, memory_order_relaxed);
+            if (!x->c->cfg.spin_yield && x->c->rank > sp->peer) exec_move_off_cpu(x->c, cpu, now);
         }
     }
     if (sp->yield_all || (sp->turn & 255) == 0) sched_yield();

@@ -167,8 +167,18 @@ void from_float(uint16_t *restrict out, const float *restrict in, size_t n, bool
 /* Baseline x86-64 (SSE2) has no 32->16-bit truncating pack and half the divide rate,
    so the 16-bit loops and reduce_div are cloned for AVX2, one picked at load time.
    (The native kernels are not: they run at load/store speed either way.) target_clones
-   needs ifunc, which glibc has on x86-64, musl and Darwin not: there, the plain build. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__)
+   needs ifunc, which glibc has on x86-64, musl and Darwin not: there, the plain build.
+   Not under ThreadSanitizer either: an ifunc resolver runs while the library loads,
+   before TSan's runtime is up, and its instrumented code crashes the process. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LOOM_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define LOOM_TSAN 1
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && !defined(LOOM_TSAN)
 #define CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define CLONES

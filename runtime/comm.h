@@ -79,7 +79,9 @@ struct loom_comm {
     pthread_cond_t order_cv;
     uint32_t coll_seq;                 /* collectives run; checked against peers    */
     _Atomic uint64_t moved_ns;         /* last time a waiter left a shared CPU
-                                          (algos/exec_host.c, move_off_cpu)          */
+                                          (algos/exec_host.c, exec_move_off_cpu)     */
+    _Atomic uint32_t colocated_waits;  /* waits that found their peer on their CPU  */
+    _Atomic uint32_t moves;            /* and moved away (the higher rank of two)    */
     _Atomic bool torn_down;            /* resources released (destroy/abort)        */
 
     _Atomic int refs;                  /* user handle + queued stream operations    */

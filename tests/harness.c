@@ -10,6 +10,8 @@
 
 loom_id_t harness_id;
 
+static int run_forked(const char *name, int n, rank_fn fn, void *arg, const struct run_opts *opts);
+
 double harness_now(void)
 {
     struct timespec t;
@@ -27,26 +29,70 @@ static int rank_main(int r, int n, rank_fn fn, void *arg, const struct run_opts 
     return rc;
 }
 
+/* The rendezvous root runs in a process of its own, so this one never starts a thread
+   before it forks the ranks (a child forked from a threaded parent may inherit a lock
+   held by another thread: under ASan the allocator's, and the child hangs). It hands
+   the id back through a pipe and lives until the parent kills it. */
+static pid_t start_root(const char *name, int timeout_s)
+{
+    int p[2];
+    if (pipe(p) != 0) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        alarm((unsigned)timeout_s + 10);   /* never outlives the run */
+        loom_id_t id;
+        if (loom_get_id(&id) != LOOM_SUCCESS) {
+            fprintf(stderr, "%s: loom_get_id: %s\n", name, loom_last_error(NULL));
+            _exit(1);
+        }
+        if (write(p[1], &id, sizeof id) != (ssize_t)sizeof id) _exit(1);
+        close(p[1]);
+        for (;;) pause();
+    }
+    close(p[1]);
+    ssize_t got = pid > 0 ? read(p[0], &harness_id, sizeof harness_id) : -1;
+    close(p[0]);
+    if (got != (ssize_t)sizeof harness_id) {
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        return -1;
+    }
+    return pid;
+}
+
 int run_ranks(const char *name, int n, rank_fn fn, void *arg, const struct run_opts *opts)
 {
     struct run_opts o = { .timeout_s = 120 };
     if (opts) o = *opts;
     if (o.timeout_s <= 0) o.timeout_s = 120;
-    if (loom_get_id(&harness_id) != LOOM_SUCCESS) {
-        fprintf(stderr, "%s: loom_get_id: %s\n", name, loom_last_error(NULL));
+    pid_t root = start_root(name, o.timeout_s);
+    if (root < 0) {
+        fprintf(stderr, "%s: could not start the rendezvous root\n", name);
         return 1;
     }
+    int fail = run_forked(name, n, fn, arg, &o);
+    kill(root, SIGKILL);
+    waitpid(root, NULL, 0);
+    return fail;
+}
+
+static int run_forked(const char *name, int n, rank_fn fn, void *arg, const struct run_opts *opts)
+{
+    struct run_opts o = *opts;
+    pid_t pids[1024];
     fflush(stdout);
     fflush(stderr);
-    pid_t pids[1024];
     for (int r = 0; r < n; r++) {
         pids[r] = fork();
         if (pids[r] == 0) {
             alarm((unsigned)o.timeout_s + 5);   /* a rank never outlives its run */
             int rc = rank_main(r, n, fn, arg, &o);
-            fflush(stdout);
-            fflush(stderr);
-            _exit(rc ? 1 : 0);
+            exit(rc ? 1 : 0);     /* not _exit: LeakSanitizer checks at exit */
         }
     }
     double deadline = harness_now() + o.timeout_s, t0 = harness_now();
@@ -54,7 +100,9 @@ int run_ranks(const char *name, int n, rank_fn fn, void *arg, const struct run_o
     int done[1024] = { 0 };
     while (left > 0) {
         int st;
-        pid_t p = waitpid(-1, &st, WNOHANG);
+        pid_t p = 0;
+        for (int r = 0; r < n && p <= 0; r++)   /* the ranks only: the root is not ours to reap here */
+            if (!done[r]) p = waitpid(pids[r], &st, WNOHANG);
         if (p <= 0) {
             if (harness_now() > deadline) {
                 fprintf(stderr, "%s: TIMEOUT after %d s with %d of %d ranks still running:", name,
@@ -62,7 +110,8 @@ int run_ranks(const char *name, int n, rank_fn fn, void *arg, const struct run_o
                 for (int r = 0; r < n; r++)
                     if (!done[r]) { fprintf(stderr, " %d", r); kill(pids[r], SIGKILL); }
                 fprintf(stderr, "\n");
-                while (wait(NULL) > 0) {}
+                for (int r = 0; r < n; r++)
+                    if (!done[r]) waitpid(pids[r], NULL, 0);
                 return 1;
             }
             usleep(2000);

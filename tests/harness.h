@@ -1,7 +1,8 @@
 /* harness.h: run a test body on N local ranks (forked processes), libuv style:
  * every case in its own processes, with a timeout, checks that print both operands.
- * The parent makes the id (the rendezvous root runs as a thread in the parent), forks
- * the ranks, and waits with a deadline; on timeout it kills them all. */
+ * The parent starts the rendezvous root in a process of its own, forks the ranks (it
+ * never runs a thread itself: see harness.c) and waits with a deadline; on timeout it
+ * kills them all. Ranks end with exit(), so a sanitizer's leak check runs in each. */
 #ifndef LOOM_TEST_HARNESS_H
 #define LOOM_TEST_HARNESS_H
 

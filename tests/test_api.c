@@ -1,8 +1,7 @@
 /* test_api: the API around the collectives, each case on its own ranks:
  * ids to and from strings; comm_split (colors, keys, a negative color); two
  * communicators used at once from two threads; host streams (order, query, sync);
- * send/recv groups (a ring, self sends, several messages to one peer); barrier; two
- * ranks started on one CPU end up on two.
+ * send/recv groups (a ring, self sends, several messages to one peer); barrier.
  *
  *   test_api [case]     (no case: all of them)
  */
@@ -277,43 +276,6 @@ static int mixed_env_body(loom_comm_t comm, int rank, int n, void *arg)
     return 0;
 }
 
-/* ---- two ranks started on one CPU of two ---- */
-
-/* Both ranks are put on CPU 0 (affinity {0}, then {0, 1} again: they stay there until
-   something moves them) and run 50 small all-reduces: the waiter that finds the rank it
-   waits for on its own CPU must move one of them away (algos/exec_host.c,
-   move_off_cpu), so afterwards they run on different CPUs. Three rounds, 12 ms apart
-   (a communicator moves a thread at most once per 10 ms), and two must end apart: in
-   about 1 round of 200 the kernel put the moved rank back beside the other before the
-   round ended (a failure of the test, not of loom, 3 of 600 single rounds), and with the
-   move disabled the kernel alone split a pair at once in 1 run of 6 (else after 13-50
-   ms), so one round passing could be the kernel's doing; two of three hardly. */
-static int colocated_body(loom_comm_t comm, int rank, int n, void *arg)
-{
-    (void)arg;
-    cpu_set_t one, two;
-    CPU_ZERO(&one);
-    CPU_SET(0, &one);
-    CPU_ZERO(&two);
-    CPU_SET(0, &two);
-    CPU_SET(1, &two);
-    int apart = 0;
-    for (int round = 0; round < 3; round++) {
-        if (round > 0) nanosleep(&(struct timespec){ .tv_nsec = 12000000 }, NULL);
-        CHECK(sched_setaffinity(0, sizeof one, &one) == 0 && sched_getcpu() == 0);
-        CHECK(sched_setaffinity(0, sizeof two, &two) == 0);
-        float v[2] = { 1, 2 };
-        for (int i = 0; i < 50; i++) CHECK_OK(loom_allreduce(v, v, 2, LOOM_FLOAT32, LOOM_MAX, comm, NULL));
-        int32_t cpu = sched_getcpu(), cpus[2];
-        CHECK_OK(loom_allgather(&cpu, cpus, 1, LOOM_INT32, comm, NULL));
-        if (rank == 0) printf("round %d: after 50 all-reduces the ranks run on CPUs %d and %d\n", round, cpus[0], cpus[1]);
-        CHECK(n == 2);
-        apart += cpus[0] != cpus[1];
-    }
-    CHECK(apart >= 2);
-    return 0;
-}
-
 /* ---- many ranks: the rendezvous and control mesh at 64 ---- */
 
 static int scale_body(loom_comm_t comm, int rank, int n, void *arg)
@@ -352,15 +314,6 @@ int main(int argc, char **argv)
         setenv("LOOM_TRANSPORT", "tcp", 1);
         fail |= run_ranks("group-4-tcp", 4, group_body, NULL, NULL);
         unsetenv("LOOM_TRANSPORT");
-    }
-    if (!*only || !strcmp(only, "colocated")) {
-        cpu_set_t mine;
-        if (sched_getaffinity(0, sizeof mine, &mine) != 0 || !CPU_ISSET(0, &mine) || !CPU_ISSET(1, &mine)) {
-            printf("colocated: skipped: CPUs 0 and 1 are not both available\n");
-            if (*only) return 77;
-        } else {
-            fail |= run_ranks("colocated", 2, colocated_body, NULL, NULL);
-        }
     }
     if (!strcmp(only, "scale64")) {
         struct run_opts o = { .timeout_s = 240 };

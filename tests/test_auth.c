@@ -31,7 +31,7 @@ static void hex(const uint8_t *b, size_t n, char *out)
 
 static void vectors(void)
 {
-    static const struct { const char *msg, *want; } sha[] = {
+    static const struct { char msg[64], want[65]; } sha[] = {
         { "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
         { "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
         { "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",

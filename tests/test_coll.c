@@ -51,22 +51,24 @@ static uint16_t to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
+/* Store v as dt at out, which may be unaligned (the expected-value pattern is built
+   at byte offsets): through memcpy, never a cast pointer. */
 static void put(loom_dtype_t dt, double v, void *out)
 {
     int64_t i = (int64_t)v;
+    union { int8_t i8; int32_t i32; int64_t i64; uint16_t u16; float f; double d; } x;
+    size_t n;
     switch (dt) {
-    case LOOM_INT8: *(int8_t *)out = (int8_t)i; break;
-    case LOOM_UINT8: *(uint8_t *)out = (uint8_t)i; break;
-    case LOOM_INT32: *(int32_t *)out = (int32_t)i; break;
-    case LOOM_UINT32: *(uint32_t *)out = (uint32_t)i; break;
-    case LOOM_INT64: *(int64_t *)out = i; break;
-    case LOOM_UINT64: *(uint64_t *)out = (uint64_t)i; break;
-    case LOOM_FLOAT16: *(uint16_t *)out = to_half((float)v); break;
-    case LOOM_FLOAT32: *(float *)out = (float)v; break;
-    case LOOM_FLOAT64: *(double *)out = v; break;
-    case LOOM_BFLOAT16: *(uint16_t *)out = to_bf16((float)v); break;
-    default: break;
+    case LOOM_INT8: case LOOM_UINT8: x.i8 = (int8_t)i; n = 1; break;
+    case LOOM_INT32: case LOOM_UINT32: x.i32 = (int32_t)i; n = 4; break;
+    case LOOM_INT64: case LOOM_UINT64: x.i64 = i; n = 8; break;
+    case LOOM_FLOAT16: x.u16 = to_half((float)v); n = 2; break;
+    case LOOM_FLOAT32: x.f = (float)v; n = 4; break;
+    case LOOM_FLOAT64: x.d = v; n = 8; break;
+    case LOOM_BFLOAT16: x.u16 = to_bf16((float)v); n = 2; break;
+    default: return;
     }
+    memcpy(out, &x, n);
 }
 
 static int period(loom_op_t op) { return op == LOOM_PROD ? 17 : 13; }

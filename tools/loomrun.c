@@ -789,6 +789,7 @@ int main(int argc, char **argv)
     int code = start_ranks(&j, path, ids);
     if (code != 0) begin_stop(&j, SIGTERM, code);
     run(&j);
+    free(j.ranks);
     if (j.reraise) die_of(j.reraise);
     return j.code;
 }

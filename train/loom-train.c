@@ -145,10 +145,11 @@ int main(int argc, char **argv)
     c.classes = train.classes;
 
     loom_comm_t world;
+    int rc = 1;
     loom_result_t r = loom_comm_init_env(&world);
     if (r != LOOM_SUCCESS) {
         fprintf(stderr, "loom-train: loom_comm_init_env: %s: %s\n", loom_strerror(r), loom_last_error(NULL));
-        return 1;
+        goto out_data;
     }
     int rank = loom_comm_rank(world);
     c.gpu = rank;
@@ -158,14 +159,15 @@ int main(int argc, char **argv)
     if (max_steps && steps > max_steps) steps = max_steps;
     if (steps == 0) {
         fprintf(stderr, "loom-train: %d samples do not make one step of %d x %d\n", train.n, c.batch, c.accum);
-        return 1;
+        loom_comm_destroy(world);
+        goto out_data;
     }
     if (cosine) c.decay_steps = (long)steps * epochs;
     struct trainer *t;
     if (trainer_create(&t, &c, world, err, sizeof err)) {
         fprintf(stderr, "loom-train: rank %d: %s\n", rank, err);
         loom_comm_destroy(world);
-        return 1;
+        goto out_data;
     }
     if (rank == 0)
         printf("loom-train: %d ranks = dp %d x tp %d x pp %d, %s, %d micro-batches, grad-accum %d, zero %d; "
@@ -176,7 +178,7 @@ int main(int argc, char **argv)
                (double)c.lr, c.batch, steps);
     int *perm = malloc(sizeof(int) * (size_t)train.n);
     double train_loss = 0, test_acc = 0, samples = 0, seconds = 0;
-    int rc = 0;
+    rc = 0;
     for (int e = 0; e < epochs && rc == 0; e++) {
         data_shuffle(perm, train.n, c.seed, e);
         double loss_sum = 0, t0 = trace_now();
@@ -213,6 +215,7 @@ int main(int argc, char **argv)
     trace_free(&tr);
     if (rc) loom_comm_abort(world);
     else loom_comm_destroy(world);
+out_data:
     data_free(&train);
     data_free(&test);
     return rc ? 1 : 0;

@@ -30,8 +30,8 @@ void fifo_post(struct fifo *f, const struct slot_meta *m)
 {
     uint32_t t = atomic_load_explicit(&f->ctrl->tail, memory_order_relaxed);
     uint32_t i = t & (fifo_depth(f) - 1);
-    f->posts++;
     if (f->lines) {                                 /* every slot, inline or not */
+        f->posts++;
         f->lines[i].meta = *m;
         /* A data slot's payload is all stored before its line is touched. Measured, not
            explained: 2-rank 1 MiB all-reduce, 8 alternating rounds, 70.0 us without the
@@ -50,8 +50,10 @@ void fifo_post(struct fifo *f, const struct slot_meta *m)
 void fifo_release(struct fifo *f)
 {
     uint32_t h = atomic_load_explicit(&f->ctrl->head, memory_order_relaxed);
-    f->posts++;
-    if (f->lines) atomic_store_explicit(&f->ctrl->rx_cpu, sched_getcpu() + 1, memory_order_relaxed);  /* head's line */
+    if (f->lines) {
+        f->posts++;
+        atomic_store_explicit(&f->ctrl->rx_cpu, sched_getcpu() + 1, memory_order_relaxed);  /* head's line */
+    }
     atomic_store(&f->ctrl->head, h + 1);
     if (atomic_load(&f->ctrl->tx_sleepers)) futex_wake(&f->ctrl->head);
 }

@@ -131,8 +131,10 @@ struct fifo {
     size_t    slot_bytes;  /* S, multiple of 64                               */
     size_t    map_bytes;   /* FIFO_DATA_OFFSET + K*S (+ the lines on shm)     */
     uint32_t  head_seen;   /* sender: the head it last read (see fifo_send_slot) */
-    uint64_t  posts;       /* this side's slots posted (sender) or released
-                              (receiver) so far: the lines' post numbers      */
+    uint64_t  posts;       /* shm: this side's slots posted (sender) or released
+                              (receiver) so far, the lines' post numbers. Not
+                              counted on tcp FIFOs, which have no lines: there
+                              one thread posts and another releases            */
 };
 
 size_t fifo_map_bytes(uint32_t nslots, size_t slot_bytes);
