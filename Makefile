@@ -4,12 +4,15 @@
 #   make bench  the same setup, then loom against Open MPI and Gloo (bench/compare)
 #   make check-sanitize  the api, fail, boot, unit and collective suites under ASan+UBSan
 #               and under TSan (tests/sanitize.sh; build-asan/, build-tsan/)
+#   make check-fuzz      each libFuzzer harness for FUZZ_SECONDS (fuzz/run.sh; build-fuzz/)
 # BUILD selects the build directory (default build/).
 BUILD ?= build
 DEBS := meson ninja-build pkg-config libhwloc-dev libibverbs-dev openmpi-bin libopenmpi-dev libgloo-dev \
-        iproute2 gnuplot-nox libopenblas-dev zlib1g-dev dataset-fashion-mnist
+        iproute2 gnuplot-nox libopenblas-dev zlib1g-dev dataset-fashion-mnist clang libclang-rt-14-dev
 
-.PHONY: all deps build test demo bench clean check-sanitize
+FUZZ_SECONDS ?= 30
+
+.PHONY: all deps build test demo bench clean check-sanitize check-fuzz
 
 all: build
 
@@ -49,5 +52,8 @@ check-sanitize: deps
 	bash tests/sanitize.sh asan
 	bash tests/sanitize.sh tsan
 
+check-fuzz: deps
+	bash fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -87,7 +87,7 @@ loom_result_t loom_id_from_string(const char *s, loom_id_t *id)
     memcpy(addr, s + 6, (size_t)(colon - s - 6));
     addr[colon - s - 6] = '\0';
     if (!auth_hex_decode(colon + 1, b.secret, sizeof b.secret)) goto bad;
-    if (net_addr_parse(addr, &b.root, err, sizeof err) != LOOM_SUCCESS)
+    if (net_addr_parse(addr, true, &b.root, err, sizeof err) != LOOM_SUCCESS)
         return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT, "loom_id_from_string: %s", err);
     boot_id_pack(id, &b);
     return LOOM_SUCCESS;

@@ -223,7 +223,7 @@ static loom_result_t id_by_addr(int rank, const char *addr, loom_id_t *id, char 
 {
     struct boot_id b = { .magic = BOOT_ID_MAGIC, .version = 1 };
     char err[256];
-    loom_result_t r = net_addr_parse(addr, &b.root, err, sizeof err);
+    loom_result_t r = net_addr_parse(addr, false, &b.root, err, sizeof err);
     if (r != LOOM_SUCCESS) return loom_set_error(NULL, r, "loom_comm_init_env: root address: %s", err);
     r = job_secret(addr, b.secret, from, fromlen);
     if (r != LOOM_SUCCESS) return r;

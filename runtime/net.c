@@ -112,7 +112,8 @@ void net_addr_str(const struct loom_addr *a, char *buf, size_t len)
     }
     char ip[INET6_ADDRSTRLEN] = "?";
     inet_ntop(a->family == 6 ? AF_INET6 : AF_INET, a->ip, ip, sizeof ip);
-    if (a->family == 6) snprintf(buf, len, "[%s]:%u", ip, a->port);
+    if (a->family == 6 && a->scope) snprintf(buf, len, "[%s%%%u]:%u", ip, a->scope, a->port);   /* link-local */
+    else if (a->family == 6) snprintf(buf, len, "[%s]:%u", ip, a->port);
     else snprintf(buf, len, "%s:%u", ip, a->port);
 }
 
@@ -145,7 +146,7 @@ bool net_is_loopback(const struct loom_addr *a)
     return false;
 }
 
-loom_result_t net_addr_parse(const char *s, struct loom_addr *a, char *err, size_t errlen)
+loom_result_t net_addr_parse(const char *s, bool numeric, struct loom_addr *a, char *err, size_t errlen)
 {
     char host[256];
     const char *port_s;
@@ -170,7 +171,7 @@ loom_result_t net_addr_parse(const char *s, struct loom_addr *a, char *err, size
     long port = strtol(port_s, &endp, 10);
     if (*port_s == '\0' || *endp != '\0' || port <= 0 || port > 65535) goto bad;
 
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = numeric ? AI_NUMERICHOST : 0 }, *res = NULL;
     const char *fam = loom_env_str("LOOM_SOCKET_FAMILY");
     if (strcmp(fam, "AF_INET") == 0) hints.ai_family = AF_INET;
     else if (strcmp(fam, "AF_INET6") == 0) hints.ai_family = AF_INET6;

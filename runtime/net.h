@@ -44,8 +44,9 @@ void net_sockaddr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_
 /* A fresh abstract unix address with a random name (nobody can guess it to squat it). */
 bool net_unix_addr(struct loom_addr *a);
 bool net_is_loopback(const struct loom_addr *a);
-/* Parses "host:port", "[v6]:port" or "v4:port"; host names are resolved. */
-loom_result_t net_addr_parse(const char *s, struct loom_addr *a, char *err, size_t errlen);
+/* Parses "host:port", "[v6]:port" or "v4:port"; host names are resolved unless numeric
+   (then only addresses are taken: an id string never makes loom ask a name server). */
+loom_result_t net_addr_parse(const char *s, bool numeric, struct loom_addr *a, char *err, size_t errlen);
 
 /* The address of the interface this process communicates on (port 0): chosen by
    LOOM_SOCKET_IFNAME and LOOM_SOCKET_FAMILY, loopback only when it is all there is.

@@ -54,18 +54,11 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "ctrl.h"
 #include "gate.h"
 #include "log.h"
 
-enum { CTRL_HEARTBEAT = 1, CTRL_BYE = 2, CTRL_ABORT = 3, CTRL_SHM_REQ = 4, CTRL_SHM_FD = 5 };
 #define CTRL_MAGIC 0x54434d4cu /* "LMCT" */
-#define CTRL_TEXT_MAX 640
-
-struct ctrl_frame {
-    uint32_t magic, type;
-    int32_t code;
-    uint32_t len;
-};
 
 struct ctrl_peer {
     int fd;                          /* -1 until connected                      */
@@ -406,6 +399,21 @@ static const char *shm_frame(struct loom_progress *p, int r, const struct ctrl_f
     return NULL;
 }
 
+int ctrl_parse(const char *rx, size_t len, int nranks, struct ctrl_frame *f, size_t *need, const char **why)
+{
+    if (len < sizeof *f) return 1;
+    memcpy(f, rx, sizeof *f);
+    *why = f->magic != CTRL_MAGIC ? "sent a corrupt control frame"
+         : f->len >= CTRL_TEXT_MAX || (f->len && f->type != CTRL_ABORT) ? "sent a control frame of a wrong length"
+         : f->type < CTRL_HEARTBEAT || f->type > CTRL_SHM_FD ? "sent a control frame of an unknown type"
+         : f->type == CTRL_BYE && (f->code < 0 || f->code > 2) ? "said goodbye with an impossible link count"
+         : (f->type == CTRL_SHM_REQ || f->type == CTRL_SHM_FD) && (f->code < 0 || f->code >= nranks)
+             ? "named a rank that does not exist" : NULL;
+    if (*why) return -1;
+    *need = sizeof *f + f->len;
+    return len < *need ? 1 : 0;
+}
+
 /* Consume whole frames from peer r's control socket. */
 static void ctrl_read(struct loom_progress *p, int r)
 {
@@ -420,15 +428,16 @@ static void ctrl_read(struct loom_progress *p, int r)
         if (n < 0) return;
         cp->rx_len += (size_t)n;
         cp->heard_ns = net_now_ns();
-        while (cp->rx_len >= sizeof(struct ctrl_frame)) {
+        for (;;) {
             struct ctrl_frame f;
-            memcpy(&f, cp->rx, sizeof f);
-            if (f.magic != CTRL_MAGIC || f.len >= CTRL_TEXT_MAX) {
-                peer_lost(p, r, "sent a corrupt control frame");
+            size_t need;
+            const char *why;
+            int st = ctrl_parse(cp->rx, cp->rx_len, c->nranks, &f, &need, &why);
+            if (st < 0) {
+                peer_lost(p, r, why);
                 return;
             }
-            size_t need = sizeof f + f.len;
-            if (cp->rx_len < need) break;
+            if (st > 0) break;
             if (f.type == CTRL_BYE) {
                 cp->bye_links = f.code;
                 maybe_gone(p, r);

@@ -47,10 +47,9 @@ static bool tcp_can_connect(const struct loom_peer_info *me, const struct loom_p
     return true;
 }
 
-static loom_result_t tcp_alloc(struct loom_conn *c, char *err, size_t errlen)
+loom_result_t tcp_link_init(struct loom_conn *c, uint32_t nslots, size_t slot_bytes, char *err, size_t errlen)
 {
-    struct loom_comm *comm = c->comm;
-    size_t bytes = fifo_map_bytes(comm->cfg.nslots, comm->cfg.slot_bytes);
+    size_t bytes = fifo_map_bytes(nslots, slot_bytes);
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     struct tcp_priv *tp = calloc(1, sizeof *tp);
     if (mem == MAP_FAILED || tp == NULL) {
@@ -62,12 +61,17 @@ static loom_result_t tcp_alloc(struct loom_conn *c, char *err, size_t errlen)
     tp->fd = -1;
     c->fifo.ctrl = mem;
     c->fifo.data = (char *)mem + FIFO_DATA_OFFSET;
-    c->fifo.nslots = comm->cfg.nslots;
-    c->fifo.slot_bytes = comm->cfg.slot_bytes;
+    c->fifo.nslots = nslots;
+    c->fifo.slot_bytes = slot_bytes;
     c->fifo.map_bytes = bytes;
     c->priv = tp;
     c->proxied = true;
     return LOOM_SUCCESS;
+}
+
+static loom_result_t tcp_alloc(struct loom_conn *c, char *err, size_t errlen)
+{
+    return tcp_link_init(c, c->comm->cfg.nslots, c->comm->cfg.slot_bytes, err, errlen);
 }
 
 static void tcp_close(struct loom_conn *c)

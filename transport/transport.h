@@ -285,6 +285,9 @@ void shm_offer(struct loom_comm *comm, int peer, int link_src);
 /* shm.c: unmap what was made and never used (comm teardown). */
 void shm_release(struct loom_comm *comm);
 
+/* tcp.c: the link's private FIFO (nslots x slot_bytes), no socket yet; the tcp vtable's
+   progress, poll_fd, send_pending and close work on it once tcp_attach gave it one. */
+loom_result_t tcp_link_init(struct loom_conn *c, uint32_t nslots, size_t slot_bytes, char *err, size_t errlen);
 /* tcp.c, for the progress thread: does a receiving tcp link have its socket, and hand
    it the accepted, authenticated one. */
 bool tcp_attached(const struct loom_conn *c);
