@@ -18,6 +18,8 @@
 #   e.g. cp build/libloom.so /tmp/before/; (change, rebuild)
 #        bench/ab.sh -p 8 "/tmp/before cur mpi" -- -o broadcast -b 8 -e 32 -f 4 -n 100000 -w 5000
 set -euo pipefail
+. "$(dirname "$0")/cli.sh"
+cli_scan "$0" "$@"
 n=2 pin=0 B=build shift0=
 while getopts "n:pb:s:" o; do
     case $o in n) n=$OPTARG ;; p) pin=1 ;; b) B=$OPTARG ;; s) shift0=$OPTARG ;; *) exit 2 ;; esac

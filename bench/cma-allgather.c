@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "size.h"
 
 struct shared {
@@ -74,8 +75,15 @@ static double run(struct shared *sh, int r, size_t n, int warm, int iters)
     return us;
 }
 
+static void help(FILE *f)
+{
+    fprintf(f, "usage: cma-allgather [BYTES_PER_RANK ...]   (default 32K 64K 128K; K, M, G suffixes)\n"
+               "  2 forked ranks all-gather with process_vm_readv, one copy: the floor of the single copy\n");
+}
+
 int main(int argc, char **argv)
 {
+    cli_scan(argc, argv, "cma-allgather", help, 0);
     size_t def[] = { 32 << 10, 64 << 10, 128 << 10 };
     int nsizes = argc > 1 ? argc - 1 : 3;
     printf("# 2 ranks, out of place; size = both blocks, as loom-perf -o allgather\n");

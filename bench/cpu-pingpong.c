@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
+
 #define TRIPS 4000
 #define BATCHES 5
 
@@ -58,8 +60,19 @@ static int cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static void help(FILE *f)
+{
+    fprintf(f, "usage: cpu-pingpong [CPU_A CPU_B]   (default 0 1)\n"
+               "  the round trip of one cache line between two CPUs, ns (median of 5 x 4000)\n");
+}
+
 int main(int argc, char **argv)
 {
+    cli_scan(argc, argv, "cpu-pingpong", help, 0);
+    if (argc != 1 && argc != 3) {
+        help(stderr);
+        return 2;
+    }
     int a = argc > 2 ? atoi(argv[1]) : 0, b = argc > 2 ? atoi(argv[2]) : 1;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (a < 0 || b < 0 || a == b || a >= ncpu || b >= ncpu) {

@@ -18,6 +18,7 @@
 #include "exec_cuda.h"
 #include "loom.h"
 #include "reduce.h"
+#include "cli.h"
 #include "size.h"
 
 #define CK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { \
@@ -53,8 +54,15 @@ static float time_it(int kind, size_t n, loom_dtype_t dt, char **A, char **B, ch
     return ms[RUNS / 2];
 }
 
+static void help(FILE *f)
+{
+    fprintf(f, "usage: gpu-kernels [MAXBYTES]   (default 1G; K, M, G suffixes)\n"
+               "  device copy and loom's reduction kernel on GPU 0, 16 MiB to MAXBYTES, as HBM GB/s\n");
+}
+
 int main(int argc, char **argv)
 {
+    cli_scan(argc, argv, "gpu-kernels", help, 0);
     size_t max = (size_t)1 << 30;
     if (argc > 1 && !bench_size(argv[1], &max)) {
         fprintf(stderr, "gpu-kernels: bad size '%s' (digits, then an optional K, M or G)\n", argv[1]);

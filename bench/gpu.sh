@@ -14,7 +14,13 @@
 # Every step is bounded (timeout) and the script goes on after a failure. Files: the
 # summary (which steps failed), steps.log (every step's output), perf.log (tables).
 set -u
+. "$(dirname "$0")/cli.sh"
+cli_scan "$0" "$@"
 phase=${1:-quick}
+case $phase in
+quick|tests|perf) ;;
+*) echo "gpu.sh: unknown phase '$phase' (quick, tests or perf)" >&2; cli_help "$0" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results/gpu}
 mkdir -p "$OUT"

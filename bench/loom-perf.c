@@ -72,6 +72,7 @@
 #include <unistd.h>
 
 #include "loom.h"
+#include "cli.h"
 #include "size.h"
 
 /* ---- errors ---- */
@@ -124,11 +125,8 @@ static int per_rank(void) { return opt.coll == C_ALLGATHER || opt.coll == C_REDU
 
 /* ---- arguments ---- */
 
-/* why == NULL: asked for (-h), to stdout, exit 0; else a bad argument: stderr, exit 2. */
-static void usage(const char *why)
+static void help(FILE *f)
 {
-    FILE *f = why ? stderr : stdout;
-    if (why) fprintf(stderr, "loom-perf: %s\n", why);
     fprintf(f,
             "usage: loom-perf [-o OP] [-b MIN] [-e MAX] [-f FACTOR | -i INCREMENT] [-d DTYPE] [-r REDOP]\n"
             "                 [-n ITERS] [-w WARMUP] [-c 0|1] [-R ROOT] [-G 0|1]\n"
@@ -143,7 +141,14 @@ static void usage(const char *why)
             "  -G  1: device buffers on a CUDA stream (builds with CUDA; 0)\n"
             "one process per rank: loomrun -n N loom-perf ..., mpirun -np N loom-perf ...;\n"
             "with no launcher it runs as one rank.\n");
-    exit(why ? 2 : 0);
+}
+
+/* A bad argument: why, the usage, exit 2. */
+static void usage(const char *why)
+{
+    fprintf(stderr, "loom-perf: %s\n", why);
+    help(stderr);
+    exit(2);
 }
 
 static int parse_int(const char *s, int lo, const char *what)
@@ -208,6 +213,7 @@ static void parse_args(int argc, char **argv)
 {
     int c;
     opterr = 0;
+    cli_scan(argc, argv, "loom-perf", help, 1);
     while ((c = getopt(argc, argv, "o:b:e:f:i:d:r:n:w:c:R:G:h")) != -1) {
         switch (c) {
         case 'o': opt.coll = parse_coll(optarg); break;
@@ -226,8 +232,13 @@ static void parse_args(int argc, char **argv)
         case 'c': opt.check = parse_int(optarg, 0, "-c") != 0; break;
         case 'R': opt.root = parse_int(optarg, 0, "-R"); break;
         case 'G': opt.gpu = parse_int(optarg, 0, "-G") != 0; break;
-        case 'h': usage(NULL); break;
-        default: usage("unknown option or missing value");
+        case 'h': help(stdout); exit(0);
+        default: {
+            char why[96];
+            if (optopt && strchr("obefidrnwcRG", optopt)) snprintf(why, sizeof why, "-%c needs a value", optopt);
+            else snprintf(why, sizeof why, "unknown option '-%c'", optopt);
+            usage(why);
+        }
         }
     }
     if (optind != argc) usage("unexpected argument");

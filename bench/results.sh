@@ -5,6 +5,8 @@
 # latency) measured 5 times, alternating, to show the spread.
 #   bench/results.sh [build-dir] > out.txt
 set -euo pipefail
+. "$(dirname "$0")/cli.sh"
+cli_scan "$0" "$@"
 B=${1:-build}
 R="$B/tools/loomrun"
 P="$B/bench/loom-perf"

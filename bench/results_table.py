@@ -3,6 +3,7 @@
 
     bench/results.sh build > out.txt && bench/results_table.py out.txt
 """
+import os
 import re
 import sys
 
@@ -46,4 +47,8 @@ def main(path):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1])
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tools'))
+    import loomcli
+    ap = loomcli.parser('results_table.py', 'bench/results.sh output -> the markdown tables of bench/RESULTS.md')
+    ap.add_argument('output', help='what bench/results.sh printed')
+    main(ap.parse_args().output)

@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
+
 #define CHUNK (4u << 20)
 
 static double now(void)
@@ -74,10 +76,18 @@ static void *recv_all(void *arg)
     return NULL;
 }
 
+static void help(FILE *f)
+{
+    fprintf(f, "usage: tcp-ring RANK N HOSTS PORT BYTES\n"
+               "  rank RANK of N streams BYTES to the next rank and reads as much from the previous;\n"
+               "  HOSTS: the N IPv4 addresses, comma-separated; PORT: where each listens\n");
+}
+
 int main(int argc, char **argv)
 {
+    cli_scan(argc, argv, "tcp-ring", help, 0);
     if (argc != 6) {
-        fprintf(stderr, "usage: tcp-ring RANK N HOSTS PORT BYTES\n");
+        help(stderr);
         return 2;
     }
     int rank = atoi(argv[1]), n = atoi(argv[2]), port = atoi(argv[4]);

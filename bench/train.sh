@@ -9,6 +9,8 @@
 #           figure, evaluation excluded).
 # accuracy: the default model, 5 epochs, for the serial run and one layout of each
 #           kind up to 8 ranks; prints test accuracy after every epoch.
+. "$(dirname "$0")/cli.sh"
+cli_scan "$0" "$@"
 MODE=${1:-speed}
 BUILD=${2:-build}
 DEVICE=${3:-cpu}

@@ -25,6 +25,15 @@ extern "C" {
 #pragma GCC visibility push(default)
 #endif
 
+/* The version of this header; loom_version() is the library's (they differ when a
+   program runs against another libloom.so.0 than it was built with). The wire
+   protocols carry their own versions and refuse a mismatch with a message. */
+#define LOOM_VERSION_MAJOR 0
+#define LOOM_VERSION_MINOR 2
+#define LOOM_VERSION_PATCH 0
+#define LOOM_VERSION_CODE (LOOM_VERSION_MAJOR * 10000 + LOOM_VERSION_MINOR * 100 + LOOM_VERSION_PATCH)
+int loom_version(void);   /* LOOM_VERSION_CODE of the library */
+
 /* X(name, message): one list, so codes and messages never drift. */
 #define LOOM_RESULT_LIST(X)                                                         \
     X(LOOM_SUCCESS, "success")                                                      \

@@ -317,6 +317,9 @@ static loom_result_t comm_create(loom_comm_t *out, int nranks, const struct boot
     c->peer_gone = calloc((size_t)nranks, sizeof *c->peer_gone);
     c->links_to = calloc((size_t)nranks, sizeof *c->links_to);
     loom_log_set_rank(rank);
+    static atomic_bool banner;
+    if (!atomic_exchange(&banner, true))
+        LOOM_INFO(LOOM_SUB_INIT, "loom version %d.%d.%d", LOOM_VERSION_MAJOR, LOOM_VERSION_MINOR, LOOM_VERSION_PATCH);
     read_config(&c->cfg);
     loom_result_t r = LOOM_ERR_SYSTEM;
     if (!c->peers || !c->send || !c->recv || !c->peer_gone || !c->links_to) {

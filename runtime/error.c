@@ -9,7 +9,9 @@
 #include "log.h"
 #include "schedule.h"
 
-/* ---- result codes ---- */
+/* ---- version, result codes ---- */
+
+int loom_version(void) { return LOOM_VERSION_CODE; }
 
 const char *loom_strerror(loom_result_t r)
 {

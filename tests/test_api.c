@@ -1,5 +1,5 @@
 /* test_api: the API around the collectives, each case on its own ranks:
- * ids to and from strings; comm_split (colors, keys, a negative color); two
+ * the version; ids to and from strings (a name is never looked up: numeric only); comm_split (colors, keys, a negative color); two
  * communicators used at once from two threads; host streams (order, query, sync);
  * send/recv groups (a ring, self sends, several messages to one peer); barrier.
  *
@@ -19,6 +19,7 @@ static int ids(void)
     loom_comm_t comm = NULL;
     loom_id_t id, back;
     char s[LOOM_ID_STRLEN], s2[LOOM_ID_STRLEN];
+    CHECK_EQ(loom_version(), LOOM_VERSION_CODE);   /* the library is the header's */
     CHECK_OK(loom_get_id(&id));
     CHECK_OK(loom_id_to_string(&id, s, sizeof s));
     CHECK_OK(loom_id_from_string(s, &back));
@@ -27,7 +28,8 @@ static int ids(void)
     CHECK(strncmp(s, "loom1:", 6) == 0);
     const char *bad[] = { "", "loom1:", "loom2:1.2.3.4:5:00112233445566778899aabbccddeeff",
                           "loom1:1.2.3.4:5:0011", "loom1:1.2.3.4:99999:00112233445566778899aabbccddeeff",
-                          "loom1:1.2.3.4:5:00112233445566778899aabbccddeefg", "garbage" };
+                          "loom1:1.2.3.4:5:00112233445566778899aabbccddeefg", "garbage",
+                          "loom1:localhost:5:00112233445566778899aabbccddeeff" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_EQ(loom_id_from_string(bad[i], &back), LOOM_ERR_INVALID_ARGUMENT);
     CHECK_EQ(loom_id_from_string(NULL, &back), LOOM_ERR_INVALID_ARGUMENT);

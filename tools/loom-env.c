@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "env.h"
+#include "loom.h"
 
 /* ---- markdown ---- */
 
@@ -58,6 +59,10 @@ int main(int argc, char **argv)
     if (argc > 2) return usage(stderr);
     if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0))
         return usage(stdout);
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("loom-env (loom) %d.%d.%d\n", LOOM_VERSION_MAJOR, LOOM_VERSION_MINOR, LOOM_VERSION_PATCH);
+        return 0;
+    }
     if (argc == 2 && strcmp(argv[1], "--markdown") != 0) {
         fprintf(stderr, "loom-env: unknown argument '%s'\n", argv[1]);
         return usage(stderr);

@@ -158,6 +158,10 @@ static struct options parse_options(int argc, char **argv)
         long v;
         if (strcmp(a, "--") == 0) { i++; break; }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) usage(NULL);
+        if (strcmp(a, "--version") == 0) {
+            printf("loomrun (loom) %d.%d.%d\n", LOOM_VERSION_MAJOR, LOOM_VERSION_MINOR, LOOM_VERSION_PATCH);
+            exit(0);
+        }
         if (is_option(a, "-np") || is_option(a, "--np") || is_option(a, "-n")) {
             const char *name = is_option(a, "-np") ? "-np" : is_option(a, "--np") ? "--np" : "-n";
             const char *s = option_value(argc, argv, &i, name);

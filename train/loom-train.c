@@ -77,7 +77,7 @@ int main(int argc, char **argv)
     const char *dir = FASHION_MNIST_DIR, *trace_path = NULL;
     enum { O_DP = 256, O_TP, O_PP, O_SCHED, O_MICRO, O_ACCUM, O_ZERO, O_BUCKET, O_EPOCHS, O_BATCH,
            O_STEPS, O_DATA, O_DIR, O_SYN_N, O_IN, O_DEPTH, O_HIDDEN, O_ACT, O_OPT, O_LR, O_MOM,
-           O_WD, O_SCHEDLR, O_DEVICE, O_SEED, O_TRACE, O_HELP };
+           O_WD, O_SCHEDLR, O_DEVICE, O_SEED, O_TRACE, O_HELP, O_VERSION };
     static const struct option opts[] = {
         { "dp", 1, 0, O_DP }, { "tp", 1, 0, O_TP }, { "pp", 1, 0, O_PP }, { "schedule", 1, 0, O_SCHED },
         { "micro-batches", 1, 0, O_MICRO }, { "grad-accum", 1, 0, O_ACCUM }, { "zero", 1, 0, O_ZERO },
@@ -86,7 +86,8 @@ int main(int argc, char **argv)
         { "synthetic-n", 1, 0, O_SYN_N }, { "in", 1, 0, O_IN }, { "depth", 1, 0, O_DEPTH },
         { "hidden", 1, 0, O_HIDDEN }, { "act", 1, 0, O_ACT }, { "opt", 1, 0, O_OPT }, { "lr", 1, 0, O_LR },
         { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "lr-schedule", 1, 0, O_SCHEDLR }, { "device", 1, 0, O_DEVICE },
-        { "seed", 1, 0, O_SEED }, { "trace", 1, 0, O_TRACE }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
+        { "seed", 1, 0, O_SEED }, { "trace", 1, 0, O_TRACE }, { "help", 0, 0, O_HELP }, { "version", 0, 0, O_VERSION },
+        { 0, 0, 0, 0 }
     };
     int o, li = 0;
     while ((o = getopt_long(argc, argv, "", opts, &li)) != -1) {
@@ -119,6 +120,9 @@ int main(int argc, char **argv)
         case O_SEED: c.seed = (unsigned long long)parse_int(name, optarg, 0); break;
         case O_TRACE: trace_path = optarg; break;
         case O_HELP: usage(stdout); return 0;
+        case O_VERSION:
+            printf("loom-train (loom) %d.%d.%d\n", LOOM_VERSION_MAJOR, LOOM_VERSION_MINOR, LOOM_VERSION_PATCH);
+            return 0;
         default: usage(stderr); return 2;
         }
     }

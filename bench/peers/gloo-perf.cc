@@ -35,7 +35,8 @@
 #include <string>
 #include <vector>
 
-#include "../size.h"   // relative: this target has no -Ibench (see meson.build)
+#include "../cli.h"    // relative: this target has no -Ibench (see meson.build)
+#include "../size.h"
 
 namespace {
 
@@ -53,12 +54,17 @@ struct Opts {
 int rank_, nranks;
 std::shared_ptr<gloo::Context> ctx;
 
+void help(FILE *f)
+{
+    std::fprintf(f, "usage: gloo-perf [-o allreduce|allreduce_ring_chunked|allgather|reducescatter|broadcast]\n"
+                    "                 [-b MIN] [-e MAX] [-f FACTOR] [-d float32|float64|int32|int64]\n"
+                    "                 [-n ITERS] [-w WARMUP] [-c 0|1]\n");
+}
+
 [[noreturn]] void usage(const char *why)
 {
-    if (why) std::fprintf(stderr, "gloo-perf: %s\n", why);
-    std::fprintf(stderr, "usage: gloo-perf [-o allreduce|allreduce_ring_chunked|allgather|reducescatter|broadcast]\n"
-                         "                 [-b MIN] [-e MAX] [-f FACTOR] [-d float32|float64|int32|int64]\n"
-                         "                 [-n ITERS] [-w WARMUP] [-c 0|1]\n");
+    std::fprintf(stderr, "gloo-perf: %s\n", why);
+    help(stderr);
     std::exit(2);
 }
 
@@ -73,7 +79,9 @@ void parse(int argc, char **argv)
 {
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : nullptr;
-        if (a[0] != '-' || a[1] == '\0' || a[2] != '\0' || v == nullptr) usage("bad argument");
+        char why[96];
+        std::snprintf(why, sizeof why, v ? "unknown option '%.60s'" : "'%.60s' needs a value", a);
+        if (a[0] != '-' || a[1] == '\0' || a[2] != '\0' || v == nullptr) usage(why);
         switch (a[1]) {
         case 'o': {
             int c = 0;
@@ -89,7 +97,7 @@ void parse(int argc, char **argv)
         case 'n': opt.iters = std::atoi(v); break;
         case 'w': opt.warmup = std::atoi(v); break;
         case 'c': opt.check = std::atoi(v); break;
-        default: usage("unknown option");
+        default: usage(why);
         }
     }
     if (opt.factor <= 1 || opt.iters < 1 || opt.warmup < 0 || opt.max_bytes < opt.min_bytes) usage("bad numbers");
@@ -270,6 +278,7 @@ void remove_store(const std::string &dir)
 
 int main(int argc, char **argv)
 {
+    cli_scan(argc, argv, "gloo-perf", help, 1);
     parse(argc, argv);
     rank_ = env_int("LOOM_RANK", "OMPI_COMM_WORLD_RANK");
     nranks = env_int("LOOM_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE");

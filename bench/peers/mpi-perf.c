@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cli.h"
 #include "../size.h"
 
 enum coll { C_ALLREDUCE, C_REDUCESCATTER, C_ALLGATHER, C_BROADCAST, NCOLL };
@@ -53,13 +54,18 @@ static struct {
 
 static int rank, nranks;
 
+static void help(FILE *f)
+{
+    fprintf(f, "usage: mpi-perf [-o allreduce|reducescatter|allgather|broadcast] [-b MIN] [-e MAX]\n"
+               "                [-f FACTOR] [-d int8|uint8|int32|uint32|int64|uint64|float32|float64]\n"
+               "                [-r sum|prod|max|min] [-n ITERS] [-w WARMUP] [-c 0|1]\n");
+}
+
 static void usage(const char *why)
 {
     if (rank == 0) {
-        if (why) fprintf(stderr, "mpi-perf: %s\n", why);
-        fprintf(stderr, "usage: mpi-perf [-o allreduce|reducescatter|allgather|broadcast] [-b MIN] [-e MAX]\n"
-                        "                [-f FACTOR] [-d int8|uint8|int32|uint32|int64|uint64|float32|float64]\n"
-                        "                [-r sum|prod|max|min] [-n ITERS] [-w WARMUP] [-c 0|1]\n");
+        fprintf(stderr, "mpi-perf: %s\n", why);
+        help(stderr);
     }
     MPI_Finalize();
     exit(2);
@@ -83,7 +89,9 @@ static void parse(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (a[0] != '-' || a[1] == '\0' || a[2] != '\0' || v == NULL) usage("bad argument");
+        char why[96];
+        snprintf(why, sizeof why, v ? "unknown option '%.60s'" : "'%.60s' needs a value", a);
+        if (a[0] != '-' || a[1] == '\0' || a[2] != '\0' || v == NULL) usage(why);
         i++;
         switch (a[1]) {
         case 'o': opt.coll = (enum coll)find(v, coll_names, NCOLL); break;
@@ -95,7 +103,7 @@ static void parse(int argc, char **argv)
         case 'n': opt.iters = atoi(v); break;
         case 'w': opt.warmup = atoi(v); break;
         case 'c': opt.check = atoi(v); break;
-        default: usage("unknown option");
+        default: usage(why);
         }
     }
     if ((int)opt.coll < 0 || opt.dt < 0 || opt.op < 0) usage("unknown collective, dtype or op");
@@ -185,6 +193,7 @@ static long long check(char *s, char *r, char *want, size_t count, int in_place,
 
 int main(int argc, char **argv)
 {
+    cli_scan(argc, argv, "mpi-perf", help, 1);   /* before MPI_Init: nothing to finalize */
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
