@@ -1,13 +1,18 @@
 /* test_api: the API around the collectives, each case on its own ranks:
  * the version; ids to and from strings (a name is never looked up: numeric only); comm_split (colors, keys, a negative color); two
  * communicators used at once from two threads; host streams (order, query, sync);
- * send/recv groups (a ring, self sends, several messages to one peer); barrier.
+ * send/recv groups (a ring, self sends, several messages to one peer); a barrier no
+ * rank leaves before the last has entered (on a NULL and on a host stream).
  *
  *   test_api [case]     (no case: all of them)
  */
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -278,6 +283,47 @@ static int mixed_env_body(loom_comm_t comm, int rank, int n, void *arg)
     return 0;
 }
 
+/* ---- barrier: nobody leaves before the last enters ---- */
+
+/* Times of each round, in memory shared by the ranks (MAP_SHARED before the fork). */
+struct barrier_times { _Atomic int64_t enter[8][8], leave[8][8]; };
+static struct barrier_times *bt;
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Round k: rank k % n comes 30 ms after the others. Every rank must leave after it
+   entered; over a stream from round 4 on. */
+static int barrier_body(loom_comm_t comm, int rank, int n, void *arg)
+{
+    (void)arg;
+    loom_stream_t s = NULL;
+    CHECK_OK(loom_stream_create(&s));
+    for (int k = 0; k < 8; k++) {
+        if (rank == k % n) usleep(30000);
+        bt->enter[k][rank] = mono_ns();
+        CHECK_OK(loom_barrier(comm, k < 4 ? NULL : s));
+        if (k >= 4) CHECK_OK(loom_stream_sync(s));
+        bt->leave[k][rank] = mono_ns();
+    }
+    CHECK_OK(loom_stream_destroy(s));
+    CHECK_OK(loom_allreduce(&n, &n, 1, LOOM_INT32, LOOM_MAX, comm, NULL));   /* all times written */
+    for (int k = 0; k < 8; k++) {
+        int64_t last = 0;
+        for (int r = 0; r < n; r++) last = bt->enter[k][r] > last ? bt->enter[k][r] : last;
+        if (bt->leave[k][rank] < last) {
+            fprintf(stderr, "rank %d left barrier %d %.3f ms before rank %d entered it\n", rank, k,
+                    (double)(last - bt->leave[k][rank]) / 1e6, k % n);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---- many ranks: the rendezvous and control mesh at 64 ---- */
 
 static int scale_body(loom_comm_t comm, int rank, int n, void *arg)
@@ -316,6 +362,16 @@ int main(int argc, char **argv)
         setenv("LOOM_TRANSPORT", "tcp", 1);
         fail |= run_ranks("group-4-tcp", 4, group_body, NULL, NULL);
         unsetenv("LOOM_TRANSPORT");
+    }
+    if (!*only || !strcmp(only, "barrier")) {
+        bt = mmap(NULL, sizeof *bt, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (bt == MAP_FAILED) return 1;
+        for (int n = 2; n <= 5; n += 3) {
+            fail |= run_ranks("barrier-shm", n, barrier_body, NULL, NULL);
+            setenv("LOOM_TRANSPORT", "tcp", 1);
+            fail |= run_ranks("barrier-tcp", n, barrier_body, NULL, NULL);
+            unsetenv("LOOM_TRANSPORT");
+        }
     }
     if (!strcmp(only, "scale64")) {
         struct run_opts o = { .timeout_s = 240 };
