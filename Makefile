@@ -8,7 +8,7 @@
 # BUILD selects the build directory (default build/).
 BUILD ?= build
 DEBS := meson ninja-build pkg-config libhwloc-dev libibverbs-dev openmpi-bin libopenmpi-dev libgloo-dev \
-        iproute2 gnuplot-nox libopenblas-dev zlib1g-dev dataset-fashion-mnist clang libclang-rt-14-dev
+        iproute2 gnuplot-nox libopenblas-dev zlib1g-dev dataset-fashion-mnist clang libclang-rt-14-dev nftables
 
 FUZZ_SECONDS ?= 30
 

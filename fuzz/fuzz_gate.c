@@ -48,7 +48,7 @@ static void connector(const unsigned char *data, size_t size)
     struct gate_hello h = { .kind = 1, .src = 1, .dst = 0, .nranks = 2 };
     char err[256];
     /* a stranger cannot prove it holds the key: never admitted */
-    if (gate_handshake(sp[0], key, sizeof key, &h, NULL, net_deadline(50), err, sizeof err) == LOOM_SUCCESS) abort();
+    if (gate_handshake(sp[0], key, sizeof key, &h, NULL, net_deadline(50), NULL, err, sizeof err) == LOOM_SUCCESS) abort();
     close(sp[0]);
     close(sp[1]);
 }

@@ -214,6 +214,23 @@ static void root_member(struct root_state *st, int r)
     if (len > 0 && (size_t)len < sizeof st->msg) snprintf(st->msg + len, sizeof st->msg - (size_t)len, " (from %s)", st->m[r].from);
 }
 
+/* After a failure, for up to ROOT_LINGER_MS more (within the deadline): tell a rank that
+   arrives late why the rendezvous failed, rather than leave it to time out. */
+#define ROOT_LINGER_MS 10000
+static void root_linger(struct root_state *st, struct pollfd *pf, struct gate_arrival *arr, uint64_t deadline)
+{
+    uint64_t end = net_deadline(ROOT_LINGER_MS);
+    if (end > deadline) end = deadline;
+    char why[240];
+    snprintf(why, sizeof why, "the rendezvous failed: %s", st->msg);
+    for (int turn = 0; turn < 100000 && net_ms_left(end) > 0; turn++) {
+        int n = gate_pollset(&st->g, pf, 0);
+        if (poll(pf, (nfds_t)n, gate_timeout_ms(&st->g, net_ms_left(end))) < 0 && errno != EINTR) return;
+        int na = gate_service(&st->g, pf, arr);
+        for (int i = 0; i < na; i++) gate_verdict(&st->g, &arr[i], st->fail, why);
+    }
+}
+
 static void root_serve(struct root *rt)
 {
     struct root_state st = { .rt = rt };
@@ -275,8 +292,14 @@ static void root_serve(struct root *rt)
     }
     if (st.nranks > 0) {
         LOOM_WARN(LOOM_SUB_BOOT, "%s", st.msg);
-        for (int r = 0; r < st.nranks; r++)
-            if (st.m[r].fd >= 0) root_send(&st, r, st.fail, REPLY_GO, st.msg, net_deadline(1000));
+        /* Tell every member, the one in this very process last: its failure ends the
+           process (and this thread) once it hears. */
+        uint32_t phase = st.table_sent ? REPLY_GO : REPLY_TABLE;
+        for (int pass = 0; pass < 2; pass++)
+            for (int r = 0; r < st.nranks; r++)
+                if (st.m[r].fd >= 0 && (st.table[r].pid == (int32_t)getpid()) == (pass == 1))
+                    root_send(&st, r, st.fail, phase, st.msg, net_deadline(1000));
+        root_linger(&st, pf, arr, deadline);
     }
 out:
     for (int r = 0; r < st.nranks; r++)
@@ -347,17 +370,18 @@ static loom_result_t join_connect(const struct boot_id *b, int nranks, int rank,
         }
         struct gate_hello h = { .kind = GATE_JOIN, .src = rank, .dst = -1, .nranks = nranks,
                                 .payload_len = sizeof *me };
-        r = gate_handshake(fd, b->secret, sizeof b->secret, &h, me, deadline_ns, why, sizeof why);
+        bool dropped;
+        r = gate_handshake(fd, b->secret, sizeof b->secret, &h, me, deadline_ns, &dropped, why, sizeof why);
         if (r == LOOM_SUCCESS) {
             memcpy(nonce, h.nonce, sizeof h.nonce);
             *fd_out = fd;
             return LOOM_SUCCESS;
         }
         close(fd);
-        if (r != LOOM_ERR_REMOTE || net_ms_left(deadline_ns) == 0) {
-            snprintf(err, errlen, "rendezvous root %s %s rank %d: %s", root_s,
-                     r == LOOM_ERR_INVALID_ARGUMENT ? "refused" : "did not admit", rank, why);
-            return r == LOOM_ERR_REMOTE ? LOOM_ERR_TIMEOUT : r;
+        if (!dropped || net_ms_left(deadline_ns) == 0) {
+            snprintf(err, errlen, "rendezvous root %s %s rank %d: %s", root_s, dropped ? "did not admit" : "refused",
+                     rank, why);
+            return dropped ? LOOM_ERR_TIMEOUT : r;
         }
         int ms = net_ms_left(deadline_ns);
         usleep((useconds_t)(backoff_ms < ms ? backoff_ms : ms) * 1000);

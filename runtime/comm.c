@@ -199,13 +199,14 @@ loom_result_t comm_dial(struct loom_comm *c, int peer, uint32_t kind, uint64_t d
         r = net_connect(to, deadline_ns, false, &fd, why, sizeof why);
         if (r != LOOM_SUCCESS) break;
         struct gate_hello h = { .kind = kind, .src = c->rank, .dst = peer, .nranks = c->nranks };
-        r = gate_handshake(fd, c->key, sizeof c->key, &h, NULL, deadline_ns, why, sizeof why);
+        bool dropped;
+        r = gate_handshake(fd, c->key, sizeof c->key, &h, NULL, deadline_ns, &dropped, why, sizeof why);
         if (r == LOOM_SUCCESS) {
             *fd_out = fd;
             return LOOM_SUCCESS;
         }
         close(fd);
-        if (r != LOOM_ERR_REMOTE || net_ms_left(deadline_ns) == 0) break;
+        if (!dropped || net_ms_left(deadline_ns) == 0) break;
         usleep(5000);
     }
     net_addr_str(to, as, sizeof as);

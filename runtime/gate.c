@@ -284,13 +284,17 @@ bool gate_verdict(struct gate *g, struct gate_arrival *a, loom_result_t status, 
 /* ---- connector ---- */
 
 loom_result_t gate_handshake(int fd, const uint8_t *key, size_t keylen, struct gate_hello *h,
-                             const void *payload, uint64_t deadline_ns, char *err, size_t errlen)
+                             const void *payload, uint64_t deadline_ns, bool *dropped, char *err, size_t errlen)
 {
+    bool ignored;
+    if (dropped == NULL) dropped = &ignored;
+    *dropped = false;
     struct gate_challenge ch;
     loom_result_t r = net_recv_all(fd, &ch, sizeof ch, deadline_ns);
     if (r != LOOM_SUCCESS) {
         snprintf(err, errlen, r == LOOM_ERR_TIMEOUT ? "no challenge before the deadline"
                                                     : "the connection closed before the handshake began");
+        *dropped = r == LOOM_ERR_REMOTE;
         return r;
     }
     if (ch.magic != CHALLENGE_MAGIC) {
@@ -322,15 +326,20 @@ loom_result_t gate_handshake(int fd, const uint8_t *key, size_t keylen, struct g
     if (r != LOOM_SUCCESS) {
         snprintf(err, errlen, r == LOOM_ERR_TIMEOUT ? "no answer to the handshake before the deadline"
                                                     : "the connection closed before the handshake was answered");
+        *dropped = r == LOOM_ERR_REMOTE;
         return r;
     }
     text[v.text_len] = '\0';
-    if (v.status != LOOM_SUCCESS) {
-        snprintf(err, errlen, "%s", text);
-        return LOOM_ERR_INVALID_ARGUMENT;
-    }
     uint8_t mac[SHA256_BYTES];
     verdict_mac(key, keylen, &ch, h, &v, text, mac);
+    if (v.status != LOOM_SUCCESS) {
+        snprintf(err, errlen, "%s", text);
+        /* a refusal the acceptor could sign carries its own code; a stranger's, or one
+           sent to a stranger (wrong secret), cannot be told from an invalid argument */
+        bool signed_ = auth_equal(mac, v.mac, sizeof mac);
+        return signed_ && v.status > LOOM_SUCCESS && v.status < LOOM_NUM_RESULTS ? (loom_result_t)v.status
+                                                                                : LOOM_ERR_INVALID_ARGUMENT;
+    }
     if (!auth_equal(mac, v.mac, sizeof mac)) {
         snprintf(err, errlen, "the listener admitted this process without proving it holds the secret "
                  "(an impostor at that address?)");

@@ -141,11 +141,13 @@ void gate_refused(struct gate *g, const char *from, const char *why);
 
 /* Run the connector's side on a connected socket (blocking, bounded by the deadline):
    read the challenge, send h (magic, nonce and mac filled in here) and the payload,
-   read the verdict and check its mac. LOOM_SUCCESS: admitted. LOOM_ERR_INVALID_ARGUMENT:
-   refused, err holds the acceptor's reason. LOOM_ERR_REMOTE: the connection closed
-   before a verdict (the acceptor died, or dropped it: retry). LOOM_ERR_TIMEOUT. */
+   read the verdict and check its mac. LOOM_SUCCESS: admitted. Refused: err holds the
+   acceptor's reason, and the code is the one it gave if its verdict proves it holds the
+   key, else LOOM_ERR_INVALID_ARGUMENT. *dropped (if not NULL) says whether the
+   connection ended before any verdict (LOOM_ERR_REMOTE: the acceptor died, or dropped
+   it under a crowd of strangers: worth a retry). LOOM_ERR_TIMEOUT past the deadline. */
 loom_result_t gate_handshake(int fd, const uint8_t *key, size_t keylen, struct gate_hello *h,
-                             const void *payload, uint64_t deadline_ns, char *err, size_t errlen);
+                             const void *payload, uint64_t deadline_ns, bool *dropped, char *err, size_t errlen);
 
 /* ---- shared by both sides (and the fuzz harness) ---- */
 

@@ -103,7 +103,7 @@ static pid_t connector(const struct loom_addr *a, const uint8_t *k, int delay_ms
     uint64_t deadline = net_deadline(5000);
     if (net_connect(a, deadline, false, &fd, err, sizeof err) != LOOM_SUCCESS) _exit(10);
     struct gate_hello h = { .kind = 1, .src = 1, .dst = 0, .nranks = 2 };
-    loom_result_t r = gate_handshake(fd, k, 32, &h, NULL, deadline, err, sizeof err);
+    loom_result_t r = gate_handshake(fd, k, 32, &h, NULL, deadline, NULL, err, sizeof err);
     if (r != LOOM_SUCCESS) fprintf(stderr, "connector: %s: %s\n", loom_strerror(r), err);
     _exit(r == LOOM_SUCCESS ? 0 : r == LOOM_ERR_INVALID_ARGUMENT ? 2 : 3);
 }
