@@ -29,6 +29,7 @@
  *             fails with a message naming the intruder's uid
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -544,10 +545,14 @@ static pid_t intruder(const char *key, const char *file, int *ready)
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&su, len) != 0 || listen(fd, 16) != 0) _exit(6);
     *ready = 1;
-    for (int i = 0; i < 1000; i++) {
+    /* hold the name until the test kills it (60 s at most): nothing may end the squat
+       early (a SIGPIPE from a rank that hung up did), or rank 0 could take the name */
+    for (int i = 0; i < 600; i++) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 100) != 1) continue;
         int c = accept(fd, NULL, NULL);
         if (c < 0) continue;
-        ssize_t w = write(c, s, strlen(s) + 1);
+        ssize_t w = send(c, s, strlen(s) + 1, MSG_NOSIGNAL);   /* a rank that refuses hangs up first */
         (void)w;
         close(c);
     }
