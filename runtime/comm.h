@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include "loom.h"
 #include "transport.h"
 
@@ -123,6 +124,12 @@ static inline loom_result_t comm_conn(struct loom_comm *c, int peer, bool is_sen
 /* The same for a device link staged through host memory over tcp (runtime/cuda.c):
    its own socket and FIFO, which a CUDA kernel fills or drains. */
 loom_result_t comm_dev_conn(struct loom_comm *c, int peer, bool is_send, struct loom_conn **out);
+/* ---- launch.c ---- */
+struct sockaddr_un;
+/* The abstract unix address rank 0 hands a one-host job's id over: named by this
+   user's uid and the launch's key. */
+socklen_t launch_id_sockaddr(const char *key, struct sockaddr_un *su);
+
 /* "rank 3 (host pid 1234)" */
 void comm_peer_name(const struct loom_comm *c, int peer, char *buf, size_t len);
 /* The transport of the host-buffer link with peer (both ends pick the same). */

@@ -239,8 +239,7 @@ static loom_result_t id_by_addr(int rank, const char *addr, loom_id_t *id, char 
 
 /* ---- one host: rank 0 hands the id over ---- */
 
-/* The abstract unix name: this user, this launch. */
-static socklen_t id_sockaddr(const char *key, struct sockaddr_un *su)
+socklen_t launch_id_sockaddr(const char *key, struct sockaddr_un *su)
 {
     uint8_t h[SHA256_BYTES];
     char hx[33];
@@ -287,7 +286,7 @@ static void *id_serve(void *arg)
 static loom_result_t id_serve_start(struct id_server *sv, const char *key, const loom_id_t *id)
 {
     struct sockaddr_un su;
-    socklen_t len = id_sockaddr(key, &su);
+    socklen_t len = launch_id_sockaddr(key, &su);
     loom_id_to_string(id, sv->id, sizeof sv->id);
     sv->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (sv->fd < 0 || bind(sv->fd, (struct sockaddr *)&su, len) != 0 || listen(sv->fd, 1024) != 0) {
@@ -317,7 +316,7 @@ static void id_serve_stop(struct id_server *sv)
 static loom_result_t id_fetch(const char *key, loom_id_t *id, int64_t timeout_ms)
 {
     struct sockaddr_un su;
-    socklen_t len = id_sockaddr(key, &su);
+    socklen_t len = launch_id_sockaddr(key, &su);
     uint64_t deadline = net_deadline(timeout_ms);
     for (int attempt = 0; attempt < 1000000; attempt++) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -504,28 +504,12 @@ static int settings(void)
     return 0;
 }
 
-/* The name rank 0 would serve the id on (runtime/launch.c: uid and the job key). */
-static socklen_t id_name(const char *key, struct sockaddr_un *su)
-{
-    uint8_t h[32];
-    char hx[33];
-    struct sha256 s;
-    sha256_init(&s);
-    sha256_update(&s, key, strlen(key));
-    sha256_final(&s, h);
-    auth_hex_encode(h, 16, hx);
-    memset(su, 0, sizeof *su);
-    su->sun_family = AF_UNIX;
-    int n = snprintf(su->sun_path + 1, sizeof su->sun_path - 1, "loom-id-%u-%s", (unsigned)geteuid(), hx);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
-}
-
 /* The intruder: another user serving its own id on the job's name, or planting the
    file, until killed. */
 static pid_t intruder(const char *key, const char *file, int *ready)
 {
     struct sockaddr_un su;
-    socklen_t len = id_name(key, &su);   /* the victim's name: its uid, the job key */
+    socklen_t len = launch_id_sockaddr(key, &su);   /* the victim's name: its uid, the job key */
     pid_t pid = fork();
     if (pid != 0) return pid;
     if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);

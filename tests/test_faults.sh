@@ -36,32 +36,18 @@ skip() { echo "skip: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root"
 for t in ip nft tc timeout ss; do command -v $t >/dev/null 2>&1 || skip "$t not found"; done
 
-tag=$$ x=$((tag % 250 + 1))
-hub=lf${tag}h br=lfbr${tag} nodes="a b c d"
+. "$(dirname "$0")/netns.sh"
+tag=$$ x=$netns_x
+hub=lf${tag}h nodes="a b c d"
 tmp=$(mktemp -d) || exit 1
-T() { timeout -k 2 10 "$@"; }
 cleanup() {
     for f in "$tmp"/pid*; do [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null; done
-    for n in $nodes h; do T ip netns del "lf${tag}$n" 2>/dev/null; done
+    netns_del "lf$tag" $nodes
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-T ip netns add "$hub" 2>"$tmp/err" || skip "cannot create a network namespace: $(cat "$tmp/err")"
-setup() {
-    T ip -n "$hub" link set lo up && T ip -n "$hub" link add "$br" type bridge && T ip -n "$hub" link set "$br" up ||
-        return 1
-    i=1
-    for n in $nodes; do
-        ns=lf${tag}$n
-        T ip netns add "$ns" && T ip -n "$hub" link add "v$n" type veth peer name lv0 netns "$ns" &&
-        T ip -n "$hub" link set "v$n" master "$br" && T ip -n "$hub" link set "v$n" up &&
-        T ip -n "$ns" link set lo up && T ip -n "$ns" addr add "10.88.$x.$i/24" dev lv0 &&
-        T ip -n "$ns" link set lv0 up || return 1
-        i=$((i + 1))
-    done
-}
-setup 2>"$tmp/err" || skip "cannot build namespaces, veths and a bridge: $(cat "$tmp/err")"
+netns_hosts "lf$tag" 88 0 $nodes 2>"$tmp/err" || skip "cannot build namespaces, veths and a bridge: $(cat "$tmp/err")"
 ns_of() { echo "lf${tag}$(echo $nodes | cut -d' ' -f$(($1 + 1)))"; }
 ip_of() { echo "10.88.$x.$(($1 + 1))"; }
 port=$((21000 + tag % 20000))

@@ -8,7 +8,7 @@
 #
 #   test_netns.sh PATH/TO/env_init_check
 #
-#   namespace loom<pid>h:  bridge loombr<pid>, ports va vb vc
+#   namespace loom<pid>h:  bridge loom<pid>br, ports va vb vc (tests/netns.sh)
 #   namespace loom<pid>a:  lv0 (peer of va)  10.77.<x>.1/24  fd77:<x>::1/64   rank 0, root
 #   namespace loom<pid>b:  lv0 (peer of vb)  10.77.<x>.2/24  fd77:<x>::2/64   rank 1
 #   namespace loom<pid>c:  lv0 (peer of vc)  10.77.<x>.3/24  fd77:<x>::3/64   rank 2
@@ -27,44 +27,22 @@ skip() { echo "skip: $*"; exit 77; }
 command -v ip >/dev/null 2>&1 || skip "ip (iproute2) not found"
 command -v timeout >/dev/null 2>&1 || skip "timeout not found"
 
+. "$(dirname "$0")/netns.sh"
 tag=$$
-x=$((tag % 250 + 1))
-hub=loom${tag}h
-br=loombr${tag}
+x=$netns_x
 nodes="a b c"
 tmp=$(mktemp -d) || exit 1
 
-T() { timeout -k 2 10 "$@"; }       # every setup command, bounded
-
 cleanup() {
-    for n in $nodes h; do T ip netns del "loom${tag}$n" 2>/dev/null; done
+    netns_del "loom$tag" $nodes
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-T ip netns add "$hub" 2>"$tmp/err" || skip "cannot create a network namespace: $(cat "$tmp/err")"
-
-setup() {
-    T ip -n "$hub" link set lo up &&
-    T ip -n "$hub" link add "$br" type bridge &&
-    T ip -n "$hub" link set "$br" up || return 1
-    i=1
-    for n in $nodes; do
-        ns=loom${tag}$n
-        T ip netns add "$ns" &&
-        T ip -n "$hub" link add "v$n" type veth peer name lv0 netns "$ns" &&
-        T ip -n "$hub" link set "v$n" master "$br" &&
-        T ip -n "$hub" link set "v$n" up &&
-        T ip -n "$ns" link set lo up &&
-        T ip -n "$ns" addr add "10.77.$x.$i/24" dev lv0 &&
-        T ip -n "$ns" addr add "fd77:$x::$i/64" dev lv0 nodad &&
-        T ip -n "$ns" link set lv0 up || return 1
-        i=$((i + 1))
-    done
-}
-# No loom code has run yet: a kernel without veth or bridge support is a skip.
-setup 2>"$tmp/err" || skip "cannot build namespaces, veths and a bridge: $(cat "$tmp/err")"
+# No loom code has run yet: a kernel without namespaces, veth or bridge support is a skip.
+netns_hosts "loom$tag" 77 1 $nodes 2>"$tmp/err" ||
+    skip "cannot build namespaces, veths and a bridge: $(cat "$tmp/err")"
 
 secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 [ ${#secret} -eq 32 ] || { echo "FAIL: no random secret"; exit 1; }
