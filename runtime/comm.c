@@ -453,9 +453,12 @@ loom_result_t loom_comm_split(loom_comm_t c, int color, int key, loom_comm_t *ne
     qsort(group, (size_t)members, sizeof *group, by_key);
     for (int i = 0; i < members; i++)
         if (group[i].rank == c->rank) newrank = i;
+    /* the new group's root listens on loopback when every member is on this host */
+    bool local = true;
+    for (int i = 0; i < members; i++) local &= comm_local(c, group[i].rank);
     loom_id_t myid;
     memset(&myid, 0, sizeof myid);
-    if (mine.color >= 0 && newrank == 0 && (r = loom_get_id(&myid)) != LOOM_SUCCESS) {
+    if (mine.color >= 0 && newrank == 0 && (r = comm_get_id(&myid, local)) != LOOM_SUCCESS) {
         /* still take part in the exchange so the others are not left waiting */
         memset(&myid, 0, sizeof myid);
     }
