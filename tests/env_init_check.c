@@ -71,6 +71,19 @@ int main(int argc, char **argv)
     OK(loom_broadcast(root_host, root_host, sizeof root_host, LOOM_INT8, n - 1, comm, NULL));
     if (root_host[0] == '\0') FAIL("broadcast delivered an empty host name");
 
+    /* Two sub-communicators: even and odd ranks (across hosts where ranks alternate),
+       and the lower and upper halves (one host each in the netns test's a a b b job). */
+    for (int way = 0; way < 2; way++) {
+        loom_comm_t sub = NULL;
+        int color = way == 0 ? rank % 2 : rank < n / 2;
+        OK(loom_comm_split(comm, color, rank, &sub));
+        int ns = loom_comm_size(sub);
+        int32_t one = 1, sum = 0;
+        OK(loom_allreduce(&one, &sum, 1, LOOM_INT32, LOOM_SUM, sub, NULL));
+        if (sum != ns) FAIL("split %d: a sub-communicator of %d summed %d", way, ns, sum);
+        OK(loom_comm_destroy(sub));
+    }
+
     OK(loom_barrier(comm, NULL));
     printf("env_init_check: rank %d of %d on %s ok (rank %d is on %s)\n", rank, n, host, n - 1, root_host);
     fflush(stdout);
