@@ -219,6 +219,7 @@ static void root_member(struct root_state *st, int r)
 #define ROOT_LINGER_MS 10000
 static void root_linger(struct root_state *st, struct pollfd *pf, struct gate_arrival *arr, uint64_t deadline)
 {
+    if (st->fail == LOOM_SUCCESS) return;   /* never admit anyone here */
     uint64_t end = net_deadline(ROOT_LINGER_MS);
     if (end > deadline) end = deadline;
     char why[240];
@@ -263,7 +264,11 @@ static void root_serve(struct root *rt)
                 who[n] = r;
                 pf[n++] = (struct pollfd){ .fd = st.m[r].fd, .events = POLLIN };
             }
-        if (poll(pf, (nfds_t)n, gate_timeout_ms(&st.g, ms)) < 0 && errno != EINTR) break;
+        if (poll(pf, (nfds_t)n, gate_timeout_ms(&st.g, ms)) < 0 && errno != EINTR) {
+            st.fail = LOOM_ERR_SYSTEM;
+            snprintf(st.msg, sizeof st.msg, "the rendezvous root's poll failed: %s", strerror(errno));
+            break;
+        }
         for (int i = first_member; i < n && st.fail == LOOM_SUCCESS; i++)
             if (pf[i].revents) root_member(&st, who[i]);
         int na = gate_service(&st.g, pf, arr);

@@ -93,8 +93,8 @@ loom_result_t loom_id_from_string(const char *s, loom_id_t *id)
     return LOOM_SUCCESS;
 bad:
     return loom_set_error(NULL, LOOM_ERR_INVALID_ARGUMENT,
-                          "loom_id_from_string: '%.80s' is not 'loom1:<host>:<port>:<32 hex digits>'",
-                          s ? s : "(null)");
+                          "loom_id_from_string: a string of %zu characters (not shown: it may hold a secret) is "
+                          "not 'loom1:<host>:<port>:<32 hex digits>'", s ? strlen(s) : 0);
 }
 
 /* ---- references, names, connections ---- */
@@ -193,8 +193,9 @@ loom_result_t comm_dial(struct loom_comm *c, int peer, uint32_t kind, uint64_t d
                                                                           : &c->peers[peer].addr;
     char why[256] = "", as[80];
     loom_result_t r;
-    /* A gate drops a connection that waits behind a crowd of strangers: try again. */
-    for (int attempt = 0; attempt < 1000; attempt++) {
+    /* A gate drops a connection that waits behind a crowd of strangers: try again,
+       until the deadline (the loop's count only bounds it further). */
+    for (int attempt = 0, backoff_ms = 1; attempt < 1000000; attempt++) {
         int fd;
         r = net_connect(to, deadline_ns, false, &fd, why, sizeof why);
         if (r != LOOM_SUCCESS) break;
@@ -207,7 +208,8 @@ loom_result_t comm_dial(struct loom_comm *c, int peer, uint32_t kind, uint64_t d
         }
         close(fd);
         if (!dropped || net_ms_left(deadline_ns) == 0) break;
-        usleep(5000);
+        usleep((useconds_t)backoff_ms * 1000);
+        if (backoff_ms < 100) backoff_ms *= 2;
     }
     net_addr_str(to, as, sizeof as);
     snprintf(err, errlen, "%s: %s", as, why);

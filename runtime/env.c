@@ -144,13 +144,14 @@ static const struct loom_env_var table[] = {
       .help = "number of ranks, for loom_comm_init_env (-1 = look at WORLD_SIZE, Slurm, Open MPI)" },
     { .name = "LOOM_LOCAL_RANK", .type = LOOM_ENV_INT, .dflt = "-1", .min = -1, .max = 1023,
       .help = "rank of this process among the ranks on its host" },
-    { .name = "LOOM_COMM_ID", .type = LOOM_ENV_STR, .dflt = "", .check = id_ok,
+    { .name = "LOOM_COMM_ID", .type = LOOM_ENV_STR, .dflt = "", .check = id_ok, .secret = true,
       .allowed = "an id string, loom1:<host>:<port>:<32 hex digits>",
       .help = "id string from loom_id_to_string: the rendezvous loom_comm_init_env joins (loomrun sets it)" },
     { .name = "LOOM_ROOT_ADDR", .type = LOOM_ENV_STR, .dflt = "", .check = hostport_ok,
       .allowed = "host:port or [ipv6]:port, port 1 to 65535",
       .help = "host:port of the rendezvous root (rank 0 listens there); used when LOOM_COMM_ID is unset" },
     { .name = "LOOM_SECRET", .type = LOOM_ENV_STR, .dflt = "", .check = hex32_ok, .allowed = "32 hex digits",
+      .secret = true,
       .help = "32 hex digits: rendezvous secret with LOOM_ROOT_ADDR/MASTER_ADDR (unset: derived from LOOM_SECRET_FILE)" },
     { .name = "LOOM_SECRET_FILE", .type = LOOM_ENV_STR, .dflt = "", .check = path_ok, .allowed = "a path",
       .help = "per-user secret file used without LOOM_SECRET (empty = ~/.loom/secret, made on first use, mode 0600; "
@@ -218,6 +219,14 @@ static bool parse_number(const char *s, enum loom_env_type type, int64_t *out)
     return true;
 }
 
+/* v as an error or a table may show it: quoted, or only its length when a secret. */
+static const char *shown(int i, const char *v, char *buf, size_t len)
+{
+    if (table[i].secret) snprintf(buf, len, "(%zu characters, not shown)", strlen(v));
+    else snprintf(buf, len, "'%.100s'", v);
+    return buf;
+}
+
 /* Does value v fit variable i? If not, what is allowed goes into want. */
 static bool valid(int i, const char *v, char *want, size_t len)
 {
@@ -260,8 +269,9 @@ static void warn_invalid(int i, const char *value)
     if (atomic_exchange(&warned[i], true)) return;
     char line[640], want[256];
     valid(i, value, want, sizeof want);
-    int n = snprintf(line, sizeof line, "loom: WARN ENV %s='%.100s' is invalid (want %s); using the default %s\n",
-                     table[i].name, value, want, table[i].dflt[0] ? table[i].dflt : "(empty)");
+    char sv[128];
+    int n = snprintf(line, sizeof line, "loom: WARN ENV %s=%s is invalid (want %s); using the default %s\n",
+                     table[i].name, shown(i, value, sv, sizeof sv), want, table[i].dflt[0] ? table[i].dflt : "(empty)");
     if (n <= 0) return;
     if (n >= (int)sizeof line) {
         n = (int)sizeof line - 1;
@@ -342,7 +352,8 @@ bool loom_env_check(char *err, size_t errlen, char *warn, size_t warnlen)
         const char *v = raw(table[i].name);
         char want[256];
         if (v && !valid(i, v, want, sizeof want)) {
-            snprintf(err, errlen, "%s='%.100s' is invalid: want %s", table[i].name, v, want);
+            char sv[128];
+            snprintf(err, errlen, "%s=%s is invalid: want %s", table[i].name, shown(i, v, sv, sizeof sv), want);
             ok = false;
         }
     }
@@ -394,7 +405,7 @@ void loom_env_print(FILE *f)
         char want[256];
         bool bad = cur && !valid(i, cur, want, sizeof want);
         char val[256];
-        snprintf(val, sizeof val, "%s%s", cur ? cur : "-", bad ? " (invalid)" : "");
+        snprintf(val, sizeof val, "%s%s", !cur ? "-" : v->secret ? "(set)" : cur, bad ? " (invalid)" : "");
         fprintf(f, "%-*s  %-*s  %-*s  %-*s  %s\n", wname, v->name, wtype, type_names[v->type], wdflt,
                 v->dflt[0] ? v->dflt : "-", wval, val, v->help);
     }

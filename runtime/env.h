@@ -28,6 +28,7 @@ struct loom_env_var {
     const char *choices;
     bool (*check)(const char *v);
     const char *allowed;  /* for strings with check(): what is allowed, in words */
+    bool secret;          /* holds a secret: never printed, in errors or by loom-env */
 };
 
 /* Check every LOOM_* variable of the environment against the table. An invalid value

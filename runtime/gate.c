@@ -141,14 +141,15 @@ int gate_timeout_ms(const struct gate *g, int ms)
     return ms;
 }
 
-/* The connection to drop for room: the oldest that has sent nothing (a real peer
-   sends its hello within a round trip), else the oldest. */
+/* The connection to drop for room: the oldest. A real peer sends its hello within a
+   round trip of being accepted, so it is dropped only if GATE_MAX_PENDING strangers
+   arrive within that round trip (and then it retries); preferring connections that
+   have sent nothing would drop it first, during that very round trip. */
 static int victim(const struct gate *g)
 {
-    int v = -1;
-    for (int pass = 0; pass < 2 && v < 0; pass++)
-        for (int i = 0; i < g->npend; i++)
-            if ((pass || g->pend[i].got == 0) && (v < 0 || g->pend[i].since_ns < g->pend[v].since_ns)) v = i;
+    int v = 0;
+    for (int i = 1; i < g->npend; i++)
+        if (g->pend[i].since_ns < g->pend[v].since_ns) v = i;
     return v;
 }
 
@@ -199,7 +200,8 @@ static void refuse_pending(struct gate *g, int i, const char *why, bool tell)
     if (tell) {   /* unauthenticated: no mac, and nothing the stranger did not know */
         struct { struct gate_verdict v; char text[GATE_TEXT_MAX]; } m = {
             .v = { .magic = VERDICT_MAGIC, .status = LOOM_ERR_INVALID_ARGUMENT } };
-        m.v.text_len = (uint32_t)snprintf(m.text, sizeof m.text, "%s", why);
+        int len = snprintf(m.text, sizeof m.text, "%s", why);
+        m.v.text_len = len < 0 ? 0 : len >= GATE_TEXT_MAX ? GATE_TEXT_MAX - 1 : (uint32_t)len;
         ssize_t n = send(p->fd, &m, sizeof m.v + m.v.text_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)n;
     }

@@ -7,9 +7,8 @@
  * fresh nonce. The acceptor speaks first and never waits on one connection: it keeps
  * every connection that has not yet presented a valid hello in a bounded set, each
  * with its own deadline, and serves them from its poll loop, so an idle, slow or
- * hostile client delays nobody. When the set is full the oldest connection that has
- * sent nothing is dropped (a real peer sends its hello within one round trip, and
- * retries if it was dropped). Refusals are logged once, then summed up at most every
+ * hostile client delays nobody. When the set is full the oldest connection is dropped
+ * (a real peer sends its hello within one round trip, and retries if it was dropped). Refusals are logged once, then summed up at most every
  * 10 s.
  *
  * CHALLENGE, acceptor -> connector, as soon as it accepts (fixed layout):

@@ -264,19 +264,28 @@ struct id_server {
 static void *id_serve(void *arg)
 {
     struct id_server *sv = arg;
+    uint64_t logged_ns = 0;
+    unsigned unlogged = 0;
     for (int turn = 0; !atomic_load(&sv->stop) && turn < 100000000; turn++) {
         struct pollfd pf = { .fd = sv->fd, .events = POLLIN };
         if (poll(&pf, 1, 50) <= 0) continue;
         int fd = accept4(sv->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) continue;
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR) usleep(10000);   /* EMFILE: do not spin */
+            continue;
+        }
         struct ucred cr = { .uid = (uid_t)-1 };
         socklen_t cl = sizeof cr;
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.uid == geteuid()) {
             ssize_t n = send(fd, sv->id, strlen(sv->id) + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)n;   /* tens of bytes on a fresh socket: it takes them */
+        } else if (logged_ns == 0 || net_now_ns() - logged_ns > 10000000000ull) {   /* a line per 10 s */
+            LOOM_WARN(LOOM_SUB_BOOT, "refused to hand this job's id to a process of another user (uid %u, pid %d)%s",
+                      (unsigned)cr.uid, (int)cr.pid, unlogged ? " (and others since the last such line)" : "");
+            logged_ns = net_now_ns();
+            unlogged = 0;
         } else {
-            LOOM_WARN(LOOM_SUB_BOOT, "refused to hand this job's id to a process of another user (uid %u, pid %d)",
-                      (unsigned)cr.uid, (int)cr.pid);
+            unlogged++;
         }
         close(fd);
     }
@@ -370,6 +379,30 @@ static loom_result_t id_file_write(const char *path, const loom_id_t *id)
     return loom_set_error(NULL, LOOM_ERR_SYSTEM, "loom_comm_init_env: cannot create %s: %s", path, strerror(errno));
 }
 
+/* When process pid started, in seconds since the epoch (its /proc entry and the boot
+   time); 0 when unknown. */
+static double process_start(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');                  /* the command may hold spaces */
+    unsigned long long ticks = 0;
+    for (int field = 2; p && field < 22; field++) p = strchr(p + 1, ' ');
+    if (p == NULL || sscanf(p + 1, "%llu", &ticks) != 1) return 0;
+    f = fopen("/proc/stat", "r");
+    unsigned long long btime = 0;
+    while (f && fgets(buf, sizeof buf, f))
+        if (sscanf(buf, "btime %llu", &btime) == 1) break;
+    if (f) fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    return btime && hz > 0 ? (double)btime + (double)ticks / (double)hz : 0;
+}
+
 static loom_result_t id_file_read(const char *path, loom_id_t *id, int64_t timeout_ms)
 {
     uint64_t deadline = net_deadline(timeout_ms);
@@ -388,8 +421,10 @@ static loom_result_t id_file_read(const char *path, loom_id_t *id, int64_t timeo
                 *nl = '\0';
                 pid = atoi(nl + 1);
             }
-            /* whole, and written by a process still alive (not a dead launch's) */
-            if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) && loom_id_from_string(s, id) == LOOM_SUCCESS)
+            /* whole, and written by a process still alive that started before the file
+               was written: a dead launch's file whose pid was reused is not it */
+            double born = pid > 0 ? process_start(pid) : 0;
+            if (born > 0 && born <= (double)st.st_mtime + 1 && loom_id_from_string(s, id) == LOOM_SUCCESS)
                 return LOOM_SUCCESS;
         }
         if (net_ms_left(deadline) == 0) break;

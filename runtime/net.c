@@ -436,6 +436,7 @@ ssize_t net_recv_fds(int sock, void *buf, size_t len, void (*take)(void *, int),
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
     ssize_t n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0) return n;
+    if (mh.msg_flags & MSG_CTRUNC) take(arg, -1);   /* the kernel dropped some (EMFILE) */
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
         size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);

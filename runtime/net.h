@@ -76,7 +76,8 @@ loom_result_t net_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ns);
    all at once or not at all (true: sent). */
 bool          net_send_fd(int sock, const void *buf, size_t len, int fd);
 /* recv, non-blocking, that also takes descriptors: each one arriving is handed to
-   take(arg, fd) (which owns it from then). Returns what recv would. */
+   take(arg, fd) (which owns it from then), take(arg, -1) when some were lost (no
+   room for them in this process). Returns what recv would. */
 ssize_t       net_recv_fds(int sock, void *buf, size_t len, void (*take)(void *, int), void *arg);
 void          net_set_nonblock(int fd);
 void          net_set_nodelay(int fd);

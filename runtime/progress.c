@@ -74,6 +74,7 @@ struct ctrl_peer {
     int fd_in[2];                    /* received from it, not yet taken           */
     int fdq[4], nfdq;                /* descriptors read, not yet matched to a
                                         CTRL_SHM_FD frame (this thread only)      */
+    bool fd_lost;                    /* the kernel dropped one (no room here)      */
     size_t rx_len;                   /* bytes buffered in rx                    */
     char rx[sizeof(struct ctrl_frame) + CTRL_TEXT_MAX];
 };
@@ -276,11 +277,12 @@ static void send_fds(struct loom_progress *p)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* A descriptor arrived on r's control socket (SCM_RIGHTS). */
+/* A descriptor arrived on r's control socket (SCM_RIGHTS); -1: one was lost. */
 static void fd_arrived(void *arg, int fd)
 {
     struct ctrl_peer *cp = arg;
-    if (cp->nfdq < (int)(sizeof cp->fdq / sizeof cp->fdq[0])) cp->fdq[cp->nfdq++] = fd;
+    if (fd < 0) cp->fd_lost = true;
+    else if (cp->nfdq < (int)(sizeof cp->fdq / sizeof cp->fdq[0])) cp->fdq[cp->nfdq++] = fd;
     else close(fd);   /* more than the frames can claim: the frame that lacks one says so */
 }
 
@@ -337,9 +339,9 @@ static void admit(struct loom_progress *p, struct gate_arrival *a)
     if (!gate_verdict(&p->gate, a, LOOM_SUCCESS, NULL)) return;
     if (a->h.kind == CONN_CTRL) {
         net_set_nodelay(a->fd);
-        p->peers[src].fd = a->fd;
         p->peers[src].heard_ns = net_now_ns();
         pthread_mutex_lock(&p->lock);
+        p->peers[src].fd = a->fd;
         p->mesh++;
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->lock);
@@ -359,15 +361,33 @@ static void serve_gate(struct loom_progress *p, const struct pollfd *pf)
     for (int i = 0; i < n; i++) admit(p, &p->arrivals[i]);
 }
 
+/* Close r's control connection (under the lock: progress_wait_mesh reads it). */
+static void drop_ctrl(struct loom_progress *p, int r)
+{
+    pthread_mutex_lock(&p->lock);
+    close(p->peers[r].fd);
+    p->peers[r].fd = -1;
+    pthread_mutex_unlock(&p->lock);
+}
+
 static void peer_lost(struct loom_progress *p, int r, const char *why)
 {
     struct loom_comm *c = p->comm;
-    close(p->peers[r].fd);
-    p->peers[r].fd = -1;
+    drop_ctrl(p, r);
     if (atomic_load(&c->peer_gone[r]) || atomic_load(&p->stop)) return;
     char name[128];
     comm_peer_name(c, r, name, sizeof name);
     comm_fail(c, LOOM_ERR_REMOTE, false, "%s %s: the process died or was killed", name, why);
+}
+
+/* r sent what no loom rank sends: give its connection up and fail the comm, for all. */
+static void peer_broke(struct loom_progress *p, int r, const char *why)
+{
+    struct loom_comm *c = p->comm;
+    drop_ctrl(p, r);
+    char name[128];
+    comm_peer_name(c, r, name, sizeof name);
+    comm_fail(c, LOOM_ERR_REMOTE, true, "%s broke the control protocol: it %s", name, why);
 }
 
 /* A frame about an shm link with r; NULL, or what was wrong with it. */
@@ -426,6 +446,11 @@ static void ctrl_read(struct loom_progress *p, int r)
             return;
         }
         if (n < 0) return;
+        if (cp->fd_lost) {   /* our own shortage, not the peer's doing: say so */
+            comm_fail(c, LOOM_ERR_SYSTEM, true, "a shared-memory descriptor from rank %d was dropped on arrival: "
+                      "this process is out of file descriptors (ulimit -n)?", r);
+            return;
+        }
         cp->rx_len += (size_t)n;
         cp->heard_ns = net_now_ns();
         for (;;) {
@@ -434,7 +459,7 @@ static void ctrl_read(struct loom_progress *p, int r)
             const char *why;
             int st = ctrl_parse(cp->rx, cp->rx_len, c->nranks, &f, &need, &why);
             if (st < 0) {
-                peer_lost(p, r, why);
+                peer_broke(p, r, why);
                 return;
             }
             if (st > 0) break;
@@ -444,7 +469,7 @@ static void ctrl_read(struct loom_progress *p, int r)
             } else if (f.type == CTRL_SHM_FD || f.type == CTRL_SHM_REQ) {
                 const char *bad = shm_frame(p, r, &f);
                 if (bad) {
-                    peer_lost(p, r, bad);
+                    peer_broke(p, r, bad);
                     return;
                 }
             } else if (f.type == CTRL_ABORT) {
@@ -641,12 +666,16 @@ static void *progress_main(void *arg)
             int hb_ms = (int)((next_hb - net_now_ns()) / 1000000) + 1;
             /* a kernel posts and releases slots of staged device links without a
                kick: poll them while one runs */
-            timeout = did || staged ? 0 : gate_timeout_ms(&p->gate, atomic_load(&p->stop) ? 5 : hb_ms);
+            /* fd_work: an executor queued a descriptor or a request (it kicks, but may
+               have before this thread said it sleeps; a full socket retries too) */
+            timeout = did || staged || atomic_load(&p->fd_work) ? 0
+                    : gate_timeout_ms(&p->gate, atomic_load(&p->stop) ? 5 : hb_ms);
         }
         int n = build_pollset(p, pf, &who);
         int rc = poll(pf, (nfds_t)n, timeout);
         atomic_store(&p->sleeping, false);
-        if (rc <= 0) continue;
+        if (rc < 0) continue;
+        /* on a timeout too: the gate drops connections past their deadline then */
         if (pf[0].revents & POLLIN) {
             uint64_t v;
             ssize_t r = read(p->efd, &v, sizeof v);
@@ -748,13 +777,16 @@ loom_result_t progress_wait_mesh(struct loom_comm *c, uint64_t deadline_ns, char
         net_cond_wait_ms(&p->cv, &p->lock, 20);
     }
     int have = p->mesh;
-    pthread_mutex_unlock(&p->lock);
-    if (have == c->nranks - 1) return LOOM_SUCCESS;
+    if (have == c->nranks - 1) {
+        pthread_mutex_unlock(&p->lock);
+        return LOOM_SUCCESS;
+    }
     int len = snprintf(err, errlen, "control mesh incomplete after %lld ms (%d of %d peers); missing:",
                        (long long)c->cfg.timeout_ms, have, c->nranks - 1);
-    for (int r = 0; r < c->nranks && len < (int)errlen - 8; r++)
+    for (int r = 0; r < c->nranks && len < (int)errlen - 8; r++)   /* admit() writes fd under the lock */
         if (r != c->rank && p->peers[r].fd < 0)
             len += snprintf(err + len, errlen - (size_t)len, " %d", r);
+    pthread_mutex_unlock(&p->lock);
     return LOOM_ERR_TIMEOUT;
 }
 

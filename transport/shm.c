@@ -134,7 +134,7 @@ static void *link_memory(struct loom_conn *c, size_t bytes, char *err, size_t er
     loom_result_t r = progress_fd_take(comm->prog, c->peer, link_src, net_deadline(comm->cfg.timeout_ms), &fd,
                                        err, errlen);
     if (r != LOOM_SUCCESS) return NULL;
-    struct stat st;
+    struct stat st = { 0 };
     if (fstat(fd, &st) != 0 || st.st_size != (off_t)bytes)
         snprintf(err, errlen, "the peer's FIFO has %lld bytes, not %zu", (long long)st.st_size, bytes);
     else if ((mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)) == MAP_FAILED)
